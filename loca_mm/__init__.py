@@ -1,0 +1,16 @@
+"""loca_mm: LoCa (Logit Calibration, ECAI 2024) distillation for OpenMMLab.
+
+Importing the package (directly, or through ``custom_imports`` in a config)
+first applies the compatibility fixes in :mod:`loca_mm.compat`, then
+registers the losses and algorithms in ``mmrazor.registry.MODELS``, the
+backbones in ``mmpretrain.registry.MODELS`` and the hooks in
+``mmengine``/``mmrazor`` hook registries.
+"""
+from . import compat
+
+compat.apply()
+
+from . import engine, models  # noqa: E402,F401  (registers modules)
+from .version import __version__  # noqa: E402
+
+__all__ = ['__version__']

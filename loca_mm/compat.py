@@ -1,0 +1,187 @@
+"""Compatibility fixes for running the OpenMMLab 2.x stack on current PyTorch.
+
+mmrazor 1.0.0, mmengine 0.10.7 and the PyPI torchvision wheel were released
+for older PyTorch versions. Each function below repairs one measured break,
+checks first whether the break is present, and does nothing otherwise, so the
+module is safe to apply on any supported version (and again).
+
+:func:`apply` runs all of them; ``import loca_mm`` calls it before mmrazor or
+mmpretrain is imported. Nothing here changes site-packages on disk.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+import torch
+
+__all__ = ['apply']
+
+
+def _torchvision_ops_library() -> str | None:
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or spec.origin is None:
+        return None
+    path = os.path.join(os.path.dirname(spec.origin), '_C.so')
+    return path if os.path.exists(path) else None
+
+
+def fix_torchvision_ops_schema() -> bool:
+    """Declare ``torchvision::nms``/``qnms`` when torchvision's ops fail to load.
+
+    PyPI's torchvision 0.28 is a CUDA build; next to the CPU torch wheel its
+    compiled library does not load, and ``import torchvision`` then aborts in
+    its fake-kernel registrations with "operator torchvision::nms does not
+    exist". Declaring the two schemas lets torchvision import; the transforms
+    and models that classification uses need none of the compiled ops.
+
+    Returns:
+        bool: True if the schemas were declared.
+    """
+    if hasattr(torch.ops.torchvision, 'nms'):
+        return False
+    library = _torchvision_ops_library()
+    if library is None:
+        return False
+    try:
+        torch.ops.load_library(library)
+        return False
+    except (OSError, RuntimeError):
+        pass
+    lib = torch.library.Library('torchvision', 'DEF')  # noqa: TOR901
+    lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    lib.define('qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    # The Library object must outlive this call or the schemas are removed.
+    _KEEP_ALIVE.append(lib)
+    return True
+
+
+_KEEP_ALIVE: list = []
+
+
+def fix_mmrazor_quantization_imports() -> bool:
+    """Restore the torch.ao names that mmrazor 1.0.0 imports at start-up.
+
+    mmrazor builds quantization backend tables when ``mmrazor.models`` is
+    imported. PyTorch 2.x removed the helpers it uses (``reverse2``,
+    ``reverse3``, ``reverse_sequential_wrapper2``, three private
+    ``BackendPatternConfig`` setters) and no longer binds
+    ``torch.ao.quantization.backend_config.utils`` as an attribute; mmrazor
+    then reports ``torch>=1.13 is not installed properly``. Distillation uses
+    none of these tables, so faithful small equivalents are enough.
+
+    Returns:
+        bool: True if anything was restored.
+    """
+    try:
+        from torch.ao.quantization import fuser_method_mappings as fmm
+        from torch.ao.quantization.backend_config import BackendPatternConfig
+    except ImportError:
+        return False
+    changed = False
+    importlib.import_module('torch.ao.quantization.backend_config.utils')
+
+    def reverse2(fuser):
+        return lambda is_qat, x, y: fuser(is_qat, y, x)
+
+    def reverse3(fuser):
+        return lambda is_qat, x, w: fuser(is_qat, w[1], w[0], x)
+
+    def reverse_sequential_wrapper2(sequential):
+        return lambda is_qat, x, y: sequential(y, x)
+
+    for name, value in (('reverse2', reverse2), ('reverse3', reverse3),
+                        ('reverse_sequential_wrapper2',
+                         reverse_sequential_wrapper2)):
+        if not hasattr(fmm, name):
+            setattr(fmm, name, value)
+            changed = True
+
+    def make_setter(attribute):
+
+        def setter(self, value):
+            setattr(self, attribute, value)
+            return self
+
+        return setter
+
+    for name in ('_set_input_output_observed',
+                 '_set_overwrite_output_fake_quantize',
+                 '_set_overwrite_output_observer'):
+        if not hasattr(BackendPatternConfig, name):
+            setattr(BackendPatternConfig, name, make_setter(name[4:]))
+            changed = True
+    return changed
+
+
+def fix_checkpoint_safe_globals() -> bool:
+    """Allow-list the objects an mmengine checkpoint holds for torch.load.
+
+    Since PyTorch 2.6 ``torch.load`` defaults to ``weights_only=True``;
+    mmengine 0.10.7 does not pass the argument, so loading any Runner
+    checkpoint (``load_from``, ``resume``, ``teacher_ckpt``) fails on the
+    message-hub ``HistoryBuffer`` and numpy scalars stored in ``meta``.
+
+    Returns:
+        bool: True if globals were added.
+    """
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:
+        return False
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:  # numpy >= 2 moved the pickling helpers to numpy._core
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct, scalar
+    numeric = ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
+               'int64', 'uint8', 'bool')
+    safe = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar]
+    safe += [type(np.dtype(name)) for name in numeric]  # dtype classes
+    safe += [np.dtype(name).type for name in numeric]  # scalar types
+    add_safe_globals(safe)
+    return True
+
+
+def fix_cpu_init_dist() -> bool:
+    """Let mmengine start multi-process (gloo) training on a machine without CUDA.
+
+    mmengine 0.10.7's ``_init_dist_pytorch`` always calls
+    ``torch.cuda.set_device``, which fails where CUDA is absent, so
+    ``dist_train.sh`` could not run on CPU. Without CUDA the patched version
+    skips the device selection and uses the gloo backend; with CUDA it is not
+    installed at all.
+
+    Returns:
+        bool: True if mmengine's function was replaced.
+    """
+    if torch.cuda.is_available():
+        return False
+    from mmengine.dist import utils as dist_utils
+    if getattr(dist_utils._init_dist_pytorch, '_loca_mm_cpu', False):
+        return False
+
+    def init_dist_pytorch_cpu(backend='gloo', init_backend='torch', **kwargs):
+        if backend != 'gloo':
+            # nccl needs CUDA; fall back instead of failing inside torch.
+            backend = 'gloo'
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    init_dist_pytorch_cpu._loca_mm_cpu = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch_cpu
+    return True
+
+
+def apply() -> dict:
+    """Apply every fix that the installed versions need.
+
+    Returns:
+        dict: fix name -> whether it changed anything, for logging and tests.
+    """
+    return {
+        'torchvision_ops_schema': fix_torchvision_ops_schema(),
+        'mmrazor_quantization_imports': fix_mmrazor_quantization_imports(),
+        'checkpoint_safe_globals': fix_checkpoint_safe_globals(),
+        'cpu_init_dist': fix_cpu_init_dist(),
+    }

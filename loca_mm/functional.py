@@ -1,0 +1,357 @@
+"""LoCa calibration and the distillation losses built on it, in plain PyTorch.
+
+This module imports only torch, so it serves any training loop (mmengine,
+Hugging Face, Lightning, a hand-written one). The mmrazor losses in
+:mod:`loca_mm.models.losses` are thin adapters around it.
+
+Notation for one sample (a row of logits): ``p`` is the teacher's softened
+distribution ``softmax(z_T / tau)``, ``y`` the label, ``k`` the largest
+non-target class of ``p``. LoCa (Yang et al., ECAI 2024) replaces ``p`` by
+
+    q_i = s * p_i  (i != y),    q_y = 1 - s * (1 - p_y),
+    s = alpha * sigma,          sigma = 1 / (1 - p_y + p_k),
+
+so the non-target ratios (the dark knowledge) are kept, ``q`` sums to one and
+the label leads the best non-target class by exactly ``1 - alpha``.
+
+Which samples are calibrated (``calibrate``):
+
+* ``'wrong'``: samples whose label is not the teacher's strict top-1
+  (``p_k >= p_y``; a tie counts as wrong). There ``s < 1`` by construction.
+  Afterwards the label is the strict top-1 of every sample.
+* ``'margin'``: every sample, with ``s = min(alpha * sigma, 1)``; the label
+  then leads by at least ``1 - alpha`` everywhere.
+* ``'none'``: no calibration, ``q = p`` (plain KD / plain DKD).
+
+Samples that are not calibrated keep ``q = p`` bit for bit (``s = 1``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+CALIBRATION_MODES = ('wrong', 'margin', 'none')
+
+
+class CalibratedTarget(NamedTuple):
+    """Result of :func:`loca_calibrate`.
+
+    Attributes:
+        probs (Tensor): calibrated distribution ``q``, same shape as the input.
+        scale (Tensor): the factor ``s`` per sample (1 where not calibrated).
+        calibrated (Tensor): bool mask of the samples that were changed.
+    """
+    probs: Tensor
+    scale: Tensor
+    calibrated: Tensor
+
+
+class DistillLoss(NamedTuple):
+    """Result of :func:`loca_kd_loss` and :func:`dkd_loss`.
+
+    Attributes:
+        loss (Tensor): scalar loss (``tau**2`` included, batch mean over the
+            samples that are not ignored).
+        scale (Tensor): LoCa factor ``s`` per flattened sample, shape (M,).
+        calibrated (Tensor): bool mask (M,) of the calibrated samples; ignored
+            samples are never counted as calibrated.
+        valid (Tensor): bool mask (M,) of the samples that entered the mean.
+    """
+    loss: Tensor
+    scale: Tensor
+    calibrated: Tensor
+    valid: Tensor
+
+
+def check_calibration_args(alpha: float, tau: float, calibrate: str) -> None:
+    """Raise ValueError for arguments outside the method's domain.
+
+    Args:
+        alpha (float): LoCa's alpha, must lie in the open interval (0, 1).
+        tau (float): temperature, must be positive.
+        calibrate (str): one of :data:`CALIBRATION_MODES`.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f'LoCa alpha must lie in (0, 1), got {alpha!r}')
+    if not tau > 0.0:
+        raise ValueError(f'temperature tau must be > 0, got {tau!r}')
+    if calibrate not in CALIBRATION_MODES:
+        raise ValueError(f'calibrate must be one of {CALIBRATION_MODES}, '
+                         f'got {calibrate!r}')
+
+
+def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
+                      alpha: float, calibrate: str) -> tuple[Tensor, Tensor]:
+    """The LoCa factor ``s`` per sample, from three per-sample probabilities.
+
+    Args:
+        p_y (Tensor): teacher probability of the label, shape (M,).
+        p_k (Tensor): largest non-target probability, shape (M,).
+        mass_non_target (Tensor): ``1 - p_y``, passed in so that callers can
+            compute it without cancellation (as a sum of non-target terms).
+        alpha (float): LoCa's alpha in (0, 1).
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``s`` (1 exactly where not calibrated) and the
+        bool mask of calibrated samples.
+    """
+    if calibrate == 'none':
+        return torch.ones_like(p_y), torch.zeros_like(p_y, dtype=torch.bool)
+    # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
+    # is one-hot on the label; the clamp keeps sigma finite there (s = 1).
+    sigma = 1.0 / (mass_non_target + p_k).clamp_min(
+        torch.finfo(p_y.dtype).tiny)
+    scaled = alpha * sigma
+    if calibrate == 'wrong':
+        calibrated = p_k >= p_y
+    else:  # 'margin'
+        calibrated = scaled < 1.0
+    scale = torch.where(calibrated, scaled, torch.ones_like(scaled))
+    return scale, calibrated
+
+
+def loca_calibrate(probs: Tensor,
+                   target: Tensor,
+                   alpha: float = 0.9,
+                   calibrate: str = 'wrong') -> CalibratedTarget:
+    """Calibrate a batch of teacher distributions with LoCa.
+
+    Args:
+        probs (Tensor): teacher probabilities, shape (M, C), rows sum to 1.
+        target (Tensor): integer labels, shape (M,), in [0, C).
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): which samples to change. Defaults to ``'wrong'``.
+
+    Returns:
+        CalibratedTarget: ``q``, ``s`` and the calibrated mask.
+    """
+    check_calibration_args(alpha, 1.0, calibrate)
+    index = target.long().unsqueeze(-1)
+    p_y = probs.gather(-1, index).squeeze(-1)
+    non_target = probs.scatter(-1, index, 0.0)
+    p_k = non_target.amax(-1)
+    scale, calibrated = calibration_scale(p_y, p_k, non_target.sum(-1), alpha,
+                                          calibrate)
+    # x * 1.0 == x exactly, so untouched rows stay bit-identical to p.
+    q = probs * scale.unsqueeze(-1)
+    q_y = torch.where(calibrated, 1.0 - scale * non_target.sum(-1), p_y)
+    return CalibratedTarget(q.scatter(-1, index, q_y.unsqueeze(-1)), scale,
+                            calibrated)
+
+
+def prepare_targets(logits: Tensor,
+                    target: Tensor,
+                    ignore_index: Optional[int] = None,
+                    check_range: bool = True) -> tuple[Tensor, Tensor]:
+    """Flatten labels to (M,) and mark the samples that enter the loss.
+
+    Soft labels (the same shape as the logits, as Mixup/CutMix produce) are
+    reduced to their argmax: LoCa needs one class to promote, and the
+    dominant mixed class is the one the soft cross-entropy pulls hardest.
+
+    Args:
+        logits (Tensor): logits of shape (..., C).
+        target (Tensor): hard labels of shape (...) with an integer dtype, or
+            soft labels of shape (..., C) with a floating dtype.
+        ignore_index (int, optional): label value to leave out of the mean.
+        check_range (bool): raise for labels outside [0, C) that are not
+            ``ignore_index``. This reads a value back from the device (a
+            synchronisation on GPU); turn it off in hot loops you trust.
+
+    Returns:
+        tuple[Tensor, Tensor]: labels (M,) with ignored entries set to 0, and
+        the bool mask (M,) of kept samples.
+    """
+    num_classes = logits.shape[-1]
+    if target.shape == logits.shape and target.is_floating_point():
+        labels = target.argmax(-1)
+    elif target.shape == logits.shape[:-1] and not (
+            target.is_floating_point() or target.is_complex()
+            or target.dtype == torch.bool):
+        labels = target.long()
+    else:
+        raise ValueError(
+            f'labels of shape {tuple(target.shape)} and dtype {target.dtype} '
+            f'do not fit logits of shape {tuple(logits.shape)}: expected '
+            f'integer labels of shape {tuple(logits.shape[:-1])} or soft '
+            f'labels of shape {tuple(logits.shape)}')
+    labels = labels.reshape(-1)
+    if ignore_index is None:
+        valid = torch.ones_like(labels, dtype=torch.bool)
+    else:
+        valid = labels != ignore_index
+    if check_range:
+        bad = valid & ((labels < 0) | (labels >= num_classes))
+        if bool(bad.any()):
+            value = int(labels[bad][0])
+            raise ValueError(
+                f'label {value} is outside [0, {num_classes}) and is not '
+                f'ignore_index ({ignore_index})')
+    labels = torch.where(valid, labels, torch.zeros_like(labels))
+    return labels, valid
+
+
+def check_logits(preds_S: Tensor, preds_T: Tensor) -> None:
+    """Raise ValueError unless student and teacher logits can be compared."""
+    if preds_S.shape != preds_T.shape:
+        raise ValueError(
+            f'student logits {tuple(preds_S.shape)} and teacher logits '
+            f'{tuple(preds_T.shape)} must have the same shape')
+    if preds_S.dim() < 1 or preds_S.shape[-1] < 2:
+        raise ValueError('logits need a class dimension of size >= 2, got '
+                         f'shape {tuple(preds_S.shape)}')
+    if not (preds_S.is_floating_point() and preds_T.is_floating_point()):
+        raise ValueError(f'logits must be floating point, got {preds_S.dtype} '
+                         f'and {preds_T.dtype}')
+
+
+def _flatten(preds_S: Tensor, preds_T: Tensor, target: Tensor, tau: float,
+             ignore_index: Optional[int], check_range: bool):
+    check_logits(preds_S, preds_T)
+    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
+    num_classes = preds_S.shape[-1]
+    # float16/bfloat16 logits are computed in float32: exp and log of a
+    # half-precision probability near 0 or 1 would over/underflow.
+    z_S = preds_S.reshape(-1, num_classes).float() / tau
+    z_T = preds_T.detach().reshape(-1, num_classes).float() / tau
+    return z_S, z_T, labels.unsqueeze(-1), valid
+
+
+def _batch_mean(per_sample: Tensor, valid: Tensor, tau: float) -> Tensor:
+    # Multiplying (rather than selecting) keeps NaNs visible and the graph
+    # connected, so an empty or fully ignored batch gives a zero that
+    # still back-propagates.
+    count = valid.sum().clamp_min(1)
+    return (per_sample * valid).sum() / count * tau**2
+
+
+def loca_kd_loss(preds_S: Tensor,
+                 preds_T: Tensor,
+                 target: Tensor,
+                 tau: float = 4.0,
+                 alpha: float = 0.9,
+                 calibrate: str = 'wrong',
+                 ignore_index: Optional[int] = None,
+                 check_range: bool = True) -> DistillLoss:
+    """KD towards the LoCa-calibrated teacher: ``tau**2 * mean KL(q || s)``.
+
+    ``s = softmax(preds_S / tau)``; ``q`` is LoCa applied to
+    ``softmax(preds_T / tau)`` and is detached. With ``calibrate='none'``
+    this is Hinton's KD.
+
+    The KL is computed without materialising ``q``: for ``i != y``
+    ``q_i log(q_i / s_i) = s * p_i (log s + log(p_i / s_i))``, so
+
+        KL(q || s) = s * KL_nt + s * (1 - p_y) * log s + q_y log(q_y / s_y)
+
+    with ``KL_nt = sum_{i != y} p_i log(p_i / s_i)``, which costs the same
+    element-wise pass as plain KD.
+
+    Args:
+        preds_S (Tensor): student logits (..., C).
+        preds_T (Tensor): teacher logits (..., C).
+        target (Tensor): labels (...) or soft labels (..., C).
+        tau (float): temperature. Defaults to 4.0.
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+        ignore_index (int, optional): label of samples left out of the mean.
+        check_range (bool): validate label values (a GPU synchronisation).
+
+    Returns:
+        DistillLoss: the loss and per-sample calibration details.
+    """
+    check_calibration_args(alpha, tau, calibrate)
+    z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
+                                      ignore_index, check_range)
+    log_p = torch.log_softmax(z_T, dim=-1)
+    log_s = torch.log_softmax(z_S, dim=-1)
+    log_p_y = log_p.gather(-1, index).squeeze(-1)
+    # Zero the label column in place: what remains is the non-target part,
+    # whose sum is 1 - p_y without cancellation when p_y is close to 1.
+    p_non_target = log_p.exp().scatter_(-1, index, 0.0)
+    mass_non_target = p_non_target.sum(-1)
+    scale, calibrated = calibration_scale(log_p_y.exp(),
+                                          p_non_target.amax(-1),
+                                          mass_non_target, alpha, calibrate)
+    kl_non_target = (p_non_target * (log_p - log_s)).sum(-1)
+    q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
+                      log_p_y.exp())
+    log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
+    per_sample = (scale * kl_non_target +
+                  scale * mass_non_target * scale.log() + q_y *
+                  (log_q_y - log_s.gather(-1, index).squeeze(-1)))
+    return DistillLoss(
+        _batch_mean(per_sample, valid, tau), scale, calibrated & valid, valid)
+
+
+def dkd_loss(preds_S: Tensor,
+             preds_T: Tensor,
+             target: Tensor,
+             tau: float = 4.0,
+             alpha: float = 1.0,
+             beta: float = 8.0,
+             loca_alpha: float = 0.9,
+             calibrate: str = 'none',
+             ignore_index: Optional[int] = None,
+             check_range: bool = True) -> DistillLoss:
+    """Decoupled KD (Zhao et al., CVPR 2022), optionally on a LoCa teacher.
+
+    ``loss = tau**2 * mean(alpha * TCKD + beta * NCKD)``. TCKD is the KL
+    between the binary distributions ``[p_y, 1 - p_y]`` of teacher and
+    student; NCKD the KL between their distributions over the non-target
+    classes. LoCa keeps the ratios among non-target classes, so NCKD is the
+    same with or without calibration; only TCKD sees the calibrated ``q_y``.
+
+    Everything is computed from log-sum-exps of the logits, so a teacher that
+    is (numerically) one-hot on the label gives finite values.
+
+    Args:
+        preds_S (Tensor): student logits (..., C).
+        preds_T (Tensor): teacher logits (..., C).
+        target (Tensor): labels (...) or soft labels (..., C).
+        tau (float): temperature. Defaults to 4.0.
+        alpha (float): TCKD weight. Defaults to 1.0.
+        beta (float): NCKD weight. Defaults to 8.0.
+        loca_alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'`` (plain DKD,
+            the default here).
+        ignore_index (int, optional): label of samples left out of the mean.
+        check_range (bool): validate label values (a GPU synchronisation).
+
+    Returns:
+        DistillLoss: the loss and per-sample calibration details.
+    """
+    check_calibration_args(loca_alpha, tau, calibrate)
+    z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
+                                      ignore_index, check_range)
+    z_S_non_target = z_S.scatter(-1, index, float('-inf'))
+    z_T_non_target = z_T.scatter(-1, index, float('-inf'))
+    lse_S, lse_T = z_S.logsumexp(-1), z_T.logsumexp(-1)
+    lse_S_nt = z_S_non_target.logsumexp(-1)
+    lse_T_nt = z_T_non_target.logsumexp(-1)
+
+    # Teacher binary distribution [p_y, 1 - p_y], calibrated if asked.
+    log_p_y = z_T.gather(-1, index).squeeze(-1) - lse_T
+    log_p_nt = lse_T_nt - lse_T
+    p_k = (z_T_non_target.amax(-1) - lse_T).exp()
+    scale, calibrated = calibration_scale(log_p_y.exp(), p_k, log_p_nt.exp(),
+                                          loca_alpha, calibrate)
+    log_q_nt = log_p_nt + scale.log()
+    q_nt = log_q_nt.exp()
+    q_y = torch.where(calibrated, 1.0 - q_nt, log_p_y.exp())
+    log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
+    log_s_y = z_S.gather(-1, index).squeeze(-1) - lse_S
+    log_s_nt = lse_S_nt - lse_S
+    tckd = q_y * (log_q_y - log_s_y) + q_nt * (log_q_nt - log_s_nt)
+
+    # KL over non-target classes: sum_i p'_i (z_T,i - z_S,i) - lse_T' + lse_S'
+    # with p' = softmax over non-targets (0 at the label, so the label's
+    # finite logit difference contributes nothing).
+    p_nt = (z_T_non_target - lse_T_nt.unsqueeze(-1)).exp()
+    nckd = (p_nt * (z_T - z_S)).sum(-1) - lse_T_nt + lse_S_nt
+    per_sample = alpha * tckd + beta * nckd
+    return DistillLoss(
+        _batch_mean(per_sample, valid, tau), scale, calibrated & valid, valid)

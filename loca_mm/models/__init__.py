@@ -1,0 +1,1 @@
+from . import algorithms, backbones, losses  # noqa: F401  (registers modules)

@@ -1,0 +1,37 @@
+"""Install loca_mm: ``pip install -e .`` (pins in requirements/)."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def read_requirements(name):
+    with open(osp.join(HERE, 'requirements', name)) as f:
+        return [
+            line.split('#')[0].strip() for line in f
+            if line.split('#')[0].strip()
+        ]
+
+
+def read_version():
+    scope = {}
+    with open(osp.join(HERE, 'loca_mm', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+setup(
+    name='loca_mm',
+    version=read_version(),
+    description='LoCa (Logit Calibration for Knowledge Distillation, ECAI '
+    '2024) for OpenMMLab: losses, configs and tools for MMRazor/MMPretrain',
+    long_description=open(osp.join(HERE, 'README.md')).read()
+    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['loca_mm', 'loca_mm.*']),
+    python_requires='>=3.9',
+    install_requires=read_requirements('runtime.txt'),
+    extras_require={'tests': read_requirements('tests.txt')},
+)
