@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pickle
 
 import torch
 
@@ -137,9 +138,23 @@ def fix_checkpoint_safe_globals() -> bool:
         from numpy.core.multiarray import _reconstruct, scalar
     numeric = ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
                'int64', 'uint8', 'bool')
-    safe = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar]
+    # HistoryBuffer pickles its statistics functions (HistoryBuffer.min, ...)
+    # as getattr(HistoryBuffer, 'min'). Allowing getattr only lets the
+    # unpickler *fetch* attributes of allow-listed objects: calling anything
+    # still requires the callable itself to be allow-listed.
+    safe = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar, getattr]
     safe += [type(np.dtype(name)) for name in numeric]  # dtype classes
     safe += [np.dtype(name).type for name in numeric]  # scalar types
+
+    def history_buffer_method(owner, name):
+        # A HistoryBuffer pickles its statistics methods as
+        # getattr(HistoryBuffer, 'min'); allow exactly that, not getattr.
+        if owner is HistoryBuffer and callable(vars(owner).get(name)):
+            return getattr(owner, name)
+        raise pickle.UnpicklingError(
+            f'weights-only load refuses getattr({owner!r}, {name!r})')
+
+    safe.append((history_buffer_method, 'builtins.getattr'))
     add_safe_globals(safe)
     return True
 

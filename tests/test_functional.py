@@ -1,0 +1,233 @@
+"""The framework-free core: calibration guarantees and losses vs float64."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _reference_losses import (calibrate_row, dkd_reference,
+                               loca_kd_reference, softmax64)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from loca_mm import functional as LF
+
+ALPHAS = st.floats(0.05, 0.99)
+
+
+@st.composite
+def teacher_batches(draw):
+    """Logit batches from flat to peaked, with labels."""
+    rows = draw(st.integers(1, 8))
+    classes = draw(st.integers(2, 12))
+    spread = draw(st.sampled_from([0.1, 1.0, 5.0, 20.0]))
+    logits = draw(
+        arrays(np.float64, (rows, classes),
+               elements=st.floats(-1, 1))) * spread
+    labels = draw(
+        arrays(np.int64, (rows, ), elements=st.integers(0, classes - 1)))
+    return torch.from_numpy(logits), torch.from_numpy(labels)
+
+
+def calibrate64(batch, alpha, mode):
+    logits, labels = batch
+    probs = torch.softmax(logits, -1)  # float64
+    return probs, labels, LF.loca_calibrate(probs, labels, alpha, mode)
+
+
+def non_target_max(q, labels):
+    return q.scatter(-1, labels[:, None], -1.0).amax(-1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=teacher_batches(), alpha=ALPHAS,
+       mode=st.sampled_from(['wrong', 'margin']))
+def test_calibrated_distribution_guarantees(batch, alpha, mode):
+    probs, labels, out = calibrate64(batch, alpha, mode)
+    q, cal = out.probs, out.calibrated
+    rows = torch.arange(len(labels))
+    q_y, q_k = q[rows, labels], non_target_max(q, labels)
+    # A distribution: non-negative, sums to one.
+    assert (q >= 0).all()
+    torch.testing.assert_close(q.sum(-1), torch.ones(len(q), dtype=q.dtype))
+    # The label leads the best non-target class by exactly 1 - alpha on
+    # every calibrated sample.
+    torch.testing.assert_close(q_y[cal] - q_k[cal],
+                               torch.full_like(q_y[cal], 1 - alpha))
+    if mode == 'margin':
+        assert (q_y - q_k >= (1 - alpha) - 1e-12).all()
+    else:
+        # After 'wrong', the label is the strict top-1 of every sample ...
+        assert (q_y > q_k).all()
+        # ... and exactly the samples where it was not were changed.
+        p_y, p_k = probs[rows, labels], non_target_max(probs, labels)
+        assert torch.equal(cal, p_k >= p_y)
+        assert (out.scale[cal] < 1).all()
+    # Dark knowledge kept: non-target ratios are those of p, via one factor.
+    mask = torch.ones_like(q, dtype=torch.bool)
+    mask[rows, labels] = False
+    torch.testing.assert_close(q[mask].view(len(q), -1),
+                               (out.scale[:, None] * probs)[mask].view(
+                                   len(q), -1))
+    # Untouched samples are bit-identical to p, with s == 1 exactly.
+    assert torch.equal(q[~cal], probs[~cal])
+    assert (out.scale[~cal] == 1.0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=teacher_batches(), alpha=ALPHAS,
+       mode=st.sampled_from(['wrong', 'margin', 'none']))
+def test_calibration_matches_rowwise_definition(batch, alpha, mode):
+    probs, labels, out = calibrate64(batch, alpha, mode)
+    for i, (p, y) in enumerate(zip(probs.numpy(), labels.numpy())):
+        q, s, changed = calibrate_row(p, int(y), alpha, mode)
+        np.testing.assert_allclose(out.probs[i].numpy(), q, rtol=1e-12,
+                                   atol=1e-15)
+        assert out.scale[i].item() == pytest.approx(s, rel=1e-12)
+        assert bool(out.calibrated[i]) == changed
+
+
+def test_none_mode_is_identity():
+    probs = torch.softmax(torch.randn(16, 7, dtype=torch.float64), -1)
+    labels = torch.randint(0, 7, (16, ))
+    out = LF.loca_calibrate(probs, labels, 0.9, 'none')
+    assert torch.equal(out.probs, probs) and not out.calibrated.any()
+
+
+CASES = [
+    # (tau, alpha, classes, mode)
+    (1.0, 0.9, 10, 'wrong'),
+    (4.0, 0.9, 100, 'wrong'),
+    (4.0, 0.5, 100, 'margin'),
+    (2.0, 0.95, 5, 'margin'),
+    (4.0, 0.9, 100, 'none'),
+    (0.5, 0.7, 3, 'wrong'),
+]
+
+
+def _logits(shape, seed, scale=4.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g) * scale
+
+
+@pytest.mark.parametrize('tau,alpha,classes,mode', CASES)
+def test_loca_kd_loss_equals_float64_formula(tau, alpha, classes, mode):
+    zs, zt = _logits((64, classes), 0), _logits((64, classes), 1)
+    labels = torch.randint(0, classes, (64, ),
+                           generator=torch.Generator().manual_seed(2))
+    out = LF.loca_kd_loss(zs, zt, labels, tau, alpha, mode)
+    ref = loca_kd_reference(zs, zt, labels, tau, alpha, mode)
+    assert out.loss.item() == pytest.approx(ref, rel=2e-5, abs=1e-6)
+    if mode != 'none':  # the settings must actually exercise LoCa
+        assert out.calibrated.any()
+
+
+@pytest.mark.parametrize('tau,alpha,classes,mode', CASES)
+@pytest.mark.parametrize('beta', [8.0, 2.0])
+def test_dkd_loss_equals_float64_formula(tau, alpha, classes, mode, beta):
+    zs, zt = _logits((64, classes), 3), _logits((64, classes), 4)
+    labels = torch.randint(0, classes, (64, ),
+                           generator=torch.Generator().manual_seed(5))
+    out = LF.dkd_loss(zs, zt, labels, tau, 1.0, beta, alpha, mode)
+    ref = dkd_reference(zs, zt, labels, tau, 1.0, beta, alpha, mode)
+    assert out.loss.item() == pytest.approx(ref, rel=2e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize('loss_fn', ['kd', 'dkd'])
+def test_token_level_input_with_ignore_index(loss_fn):
+    # (batch, tokens, vocab) as in language modelling; -100 marks prompt and
+    # padding positions, which must not enter the mean.
+    zs, zt = _logits((3, 7, 11), 6), _logits((3, 7, 11), 7)
+    labels = torch.randint(0, 11, (3, 7),
+                           generator=torch.Generator().manual_seed(8))
+    labels[0, :4] = -100
+    labels[2, 5:] = -100
+    if loss_fn == 'kd':
+        out = LF.loca_kd_loss(zs, zt, labels, 2.0, 0.9, 'wrong', -100)
+        ref = loca_kd_reference(zs, zt, labels, 2.0, 0.9, 'wrong', -100)
+    else:
+        out = LF.dkd_loss(zs, zt, labels, 2.0, 1.0, 8.0, 0.9, 'wrong', -100)
+        ref = dkd_reference(zs, zt, labels, 2.0, 1.0, 8.0, 0.9, 'wrong',
+                            -100)
+    assert out.loss.item() == pytest.approx(ref, rel=2e-5)
+    assert int(out.valid.sum()) == 21 - 6
+    assert not out.calibrated[~out.valid].any()
+
+
+def test_plain_kd_mode_equals_hinton_kd():
+    zs, zt = _logits((32, 20), 9), _logits((32, 20), 10)
+    labels = torch.randint(0, 20, (32, ))
+    tau = 4.0
+    ref = F.kl_div(F.log_softmax(zs / tau, -1), F.softmax(zt / tau, -1),
+                   reduction='batchmean') * tau**2
+    out = LF.loca_kd_loss(zs, zt, labels, tau, 0.9, 'none').loss
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('loss_fn', [LF.loca_kd_loss, LF.dkd_loss])
+def test_gradient_reaches_student_only_and_matches_autograd64(loss_fn):
+    zs = _logits((16, 10), 11).requires_grad_()
+    zt = _logits((16, 10), 12).requires_grad_()
+    labels = torch.randint(0, 10, (16, ))
+    loss_fn(zs, zt, labels, calibrate='wrong').loss.backward()
+    assert zt.grad is None
+    # Gradient of the student equals autograd through the float64 formula.
+    zs64 = zs.detach().double().requires_grad_()
+    tau, alpha = 4.0, 0.9
+    q = LF.loca_calibrate(torch.softmax(zt.detach().double() / tau, -1),
+                          labels, alpha, 'wrong').probs
+    if loss_fn is LF.loca_kd_loss:
+        ref = (q * (q.log() - F.log_softmax(zs64 / tau, -1))).sum(-1).mean()
+        ref = ref * tau**2
+    else:
+        s = F.softmax(zs64 / tau, -1)
+        gt = F.one_hot(labels, 10).bool()
+        bq = torch.stack([q[gt], 1 - q[gt]], -1)
+        bs = torch.stack([s[gt], 1 - s[gt]], -1)
+        tckd = (bq * (bq.log() - bs.log())).sum(-1)
+        qn = q[~gt].view(16, 9) / (1 - q[gt])[:, None]
+        sn = s[~gt].view(16, 9) / (1 - s[gt])[:, None]
+        nckd = (qn * (qn.log() - sn.log())).sum(-1)
+        ref = (tckd + 8.0 * nckd).mean() * tau**2
+    ref.backward()
+    torch.testing.assert_close(zs.grad.double(), zs64.grad, rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_nckd_is_unchanged_by_calibration():
+    # LoCa keeps non-target ratios: with alpha (TCKD weight) 0, DKD+LoCa
+    # equals plain DKD, while TCKD alone differs on calibrated samples.
+    zs, zt = _logits((64, 10), 13), _logits((64, 10), 14)
+    labels = torch.randint(0, 10, (64, ))
+    nckd = [
+        LF.dkd_loss(zs, zt, labels, 4.0, 0.0, 1.0, 0.9, mode).loss
+        for mode in ('none', 'wrong', 'margin')
+    ]
+    torch.testing.assert_close(nckd[1], nckd[0])
+    torch.testing.assert_close(nckd[2], nckd[0])
+    tckd_none = LF.dkd_loss(zs, zt, labels, 4.0, 1.0, 0.0, 0.9, 'none')
+    tckd_loca = LF.dkd_loss(zs, zt, labels, 4.0, 1.0, 0.0, 0.9, 'wrong')
+    assert tckd_loca.calibrated.any()
+    assert abs(tckd_loca.loss.item() - tckd_none.loss.item()) > 1e-3
+
+
+@pytest.mark.parametrize('loss_fn', [LF.loca_kd_loss, LF.dkd_loss])
+def test_duplicating_the_batch_leaves_the_loss_unchanged(loss_fn):
+    zs, zt = _logits((8, 10), 15), _logits((8, 10), 16)
+    labels = torch.randint(0, 10, (8, ))
+    once = loss_fn(zs, zt, labels, calibrate='none').loss
+    twice = loss_fn(zs.repeat(2, 1), zt.repeat(2, 1), labels.repeat(2),
+                    calibrate='none').loss
+    torch.testing.assert_close(twice, once)
+
+
+def test_soft_labels_use_their_argmax():
+    zs, zt = _logits((8, 10), 17), _logits((8, 10), 18)
+    hard = torch.randint(0, 10, (8, ))
+    other = (hard + 3) % 10
+    # A Mixup-style mix with lam = 0.7: the argmax is `hard`.
+    soft = 0.7 * F.one_hot(hard, 10).float() + 0.3 * F.one_hot(other,
+                                                               10).float()
+    for fn in (LF.loca_kd_loss, LF.dkd_loss):
+        torch.testing.assert_close(fn(zs, zt, soft).loss,
+                                   fn(zs, zt, hard).loss)
+
