@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import warnings
 import pickle
 
 import torch
@@ -188,6 +189,23 @@ def fix_cpu_init_dist() -> bool:
     return True
 
 
+def quiet_mmcv_lite_ops_warning() -> bool:
+    """Silence mmcv-lite's warning about its missing compiled ops.
+
+    mmcv-lite has no compiled ``mmcv._ext``; importing mmcv's transformer bricks then
+    warns that ``MultiScaleDeformableAttention`` is unavailable, on every
+    start. Classification and distillation never use it.
+
+    Returns:
+        bool: True if the warning filter was added (mmcv-lite installed).
+    """
+    if importlib.util.find_spec('mmcv._ext') is not None:  # full mmcv
+        return False
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+    return True
+
+
 def apply() -> dict:
     """Apply every fix that the installed versions need.
 
@@ -199,4 +217,5 @@ def apply() -> dict:
         'mmrazor_quantization_imports': fix_mmrazor_quantization_imports(),
         'checkpoint_safe_globals': fix_checkpoint_safe_globals(),
         'cpu_init_dist': fix_cpu_init_dist(),
+        'mmcv_lite_ops_warning': quiet_mmcv_lite_ops_warning(),
     }

@@ -1,0 +1,74 @@
+"""The compatibility fixes: each repairs what it names and is idempotent."""
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+
+def test_stack_imports_after_loca_mm_in_a_fresh_interpreter():
+    # mmrazor.models fails on torch 2.x and torchvision aborts next to the
+    # CPU torch wheel unless loca_mm's fixes ran first.
+    code = ('import loca_mm, torchvision.transforms, mmpretrain.models, '
+            'mmrazor.models; from mmrazor.registry import MODELS; '
+            "assert MODELS.get('LoCaLoss') is not None; print('ok')")
+    out = subprocess.run([sys.executable, '-W', 'error::UserWarning', '-c',
+                          code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == 'ok'
+
+
+def test_apply_is_idempotent():
+    from loca_mm import compat
+    second = compat.apply()
+    assert not second['torchvision_ops_schema']
+    assert not second['mmrazor_quantization_imports']
+    assert not second['cpu_init_dist']
+
+
+def test_mmengine_checkpoint_contents_load_with_default_weights_only(
+        tmp_path):
+    import loca_mm  # noqa: F401
+    from mmengine.logging import HistoryBuffer
+    buffer = HistoryBuffer()
+    buffer.update(0.5)
+    path = tmp_path / 'ckpt.pth'
+    torch.save(
+        {
+            'meta': {
+                'seed': np.int64(3),
+                'lr': np.float32(0.1),
+                'hist': np.arange(4),
+                'dtype': np.dtype('float64')
+            },
+            'message_hub': {
+                'log_scalars': {
+                    'train/loss': buffer
+                }
+            },
+            'state_dict': {
+                'w': torch.ones(2)
+            }
+        }, path)
+    loaded = torch.load(path)  # weights_only=True is torch's default
+    assert loaded['meta']['seed'] == 3
+    assert loaded['message_hub']['log_scalars']['train/loss'].current() == 0.5
+    assert np.array_equal(loaded['meta']['hist'], np.arange(4))
+
+
+def test_weights_only_still_refuses_arbitrary_callables(tmp_path):
+    import loca_mm  # noqa: F401
+
+    class Payload:
+
+        def __reduce__(self):
+            return (print, ('executed', ))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': Payload()}, path)
+    try:
+        torch.load(path)
+    except Exception as error:  # noqa: BLE001 (any refusal is fine)
+        assert 'print' in str(error) or 'Unsupported' in str(error)
+    else:
+        raise AssertionError('a pickled call of print was loaded')
