@@ -1,0 +1,12 @@
+# resnet32x4 of the CIFAR-100 KD zoo: 7,433,860 parameters.
+model = dict(
+    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
+    type='ImageClassifier',
+    backbone=dict(
+        type='CifarResNet', depth=32, stem_channels=32, base_channels=64),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=256,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

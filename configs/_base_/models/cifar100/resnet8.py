@@ -1,0 +1,11 @@
+# resnet8 of the CIFAR-100 KD zoo: 83,892 parameters.
+model = dict(
+    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
+    type='ImageClassifier',
+    backbone=dict(type='CifarResNet', depth=8),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=64,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

@@ -1,0 +1,11 @@
+# ShuffleV1 of the CIFAR-100 KD zoo: 949,258 parameters.
+model = dict(
+    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
+    type='ImageClassifier',
+    backbone=dict(type='CifarShuffleNetV1', groups=3),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=960,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

@@ -1,0 +1,11 @@
+# ShuffleV2 of the CIFAR-100 KD zoo: 1,355,528 parameters.
+model = dict(
+    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
+    type='ImageClassifier',
+    backbone=dict(type='CifarShuffleNetV2'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

@@ -1,0 +1,11 @@
+# wrn_40_2 of the CIFAR-100 KD zoo: 2,255,156 parameters.
+model = dict(
+    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
+    type='ImageClassifier',
+    backbone=dict(type='CifarWideResNet', depth=40, widen_factor=2),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=128,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
