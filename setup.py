@@ -33,5 +33,8 @@ setup(
     packages=find_packages(include=['loca_mm', 'loca_mm.*']),
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        'llm': read_requirements('llm.txt'),
+    },
 )

@@ -1,0 +1,110 @@
+"""Tiny causal LMs, a word-level tokenizer and instruction records for tests.
+
+Everything is built locally (no Hub access): GPT-2 models from a one-layer
+config with random weights and a tokenizer whose vocabulary is every word
+of the records and of the prompt templates.
+"""
+import json
+import os
+
+# Nothing in these tests may reach the Hub; set before transformers loads.
+os.environ['HF_HUB_OFFLINE'] = '1'
+
+# loca_mm before transformers: its fixes let torchvision (which transformers
+# imports) load beside the CPU build of torch.
+import loca_mm  # noqa: E402,F401,I001
+import torch  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,  # noqa: E402
+    PreTrainedTokenizerFast)
+
+from loca_mm.integrations.instruction_data import (  # noqa: E402
+    PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT)
+
+SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[EOS]')
+
+RECORDS = [
+    {
+        'instruction': 'What did the cat do?',
+        'context': '',
+        'response': 'The cat sat on the mat.'
+    },
+    {
+        'instruction': 'What did the dog do?',
+        'context': '',
+        'response': 'The dog ran in the park.'
+    },
+    {
+        'instruction': 'Where did the bird fly?',
+        'context': 'It was windy.',
+        'response': 'The bird flew over the tall tree.'
+    },
+    {
+        'instruction': 'Name a colour of the sky.',
+        'context': '',
+        'response': 'Blue.'
+    },
+    {
+        'instruction': 'What did the fish do?',
+        'context': 'It was wet.',
+        'response': 'The fish swam in the cold river.'
+    },
+    {
+        'instruction': 'Who read the book?',
+        'context': '',
+        'response': 'The old man read the book.'
+    },
+]
+
+
+def build_tokenizer(texts, extra_words=()) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the words of ``texts`` and templates."""
+    pre_tokenizer = pre_tokenizers.Whitespace()
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for text in [PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT, *texts]:
+        for word, _ in pre_tokenizer.pre_tokenize_str(text):
+            vocab.setdefault(word, len(vocab))
+    for word in extra_words:
+        vocab.setdefault(word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
+    backend.pre_tokenizer = pre_tokenizer
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token='[UNK]',
+        pad_token='[PAD]',
+        eos_token='[EOS]')
+
+
+def record_texts(records=RECORDS):
+    return [
+        ' '.join([r['instruction'], r['context'], r['response']])
+        for r in records
+    ]
+
+
+def tiny_gpt2(tokenizer, seed: int, vocab_size=None) -> GPT2LMHeadModel:
+    """A one-layer GPT-2 without dropout, random weights, tokenizer's ids."""
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        n_positions=128,
+        # No dropout: two forward passes of one batch must agree.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        vocab_size=vocab_size or len(tokenizer),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    return GPT2LMHeadModel(config)
+
+
+def write_jsonl(path, records) -> str:
+    with open(path, 'w', encoding='utf-8') as f:
+        for record in records:
+            f.write(json.dumps(record) + '\n')
+    return str(path)

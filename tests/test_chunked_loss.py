@@ -1,0 +1,153 @@
+"""chunked_distill_loss: same loss and gradients, one buffer for backward."""
+import weakref
+
+import pytest
+import torch
+
+from loca_mm import functional as LF
+
+LOSSES = [LF.loca_kd_loss, LF.dkd_loss]
+
+
+def token_batch(rows=37, classes=11, seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    preds_S = (3 * torch.randn(
+        rows, classes, generator=generator, dtype=dtype)).requires_grad_()
+    preds_T = 3 * torch.randn(rows, classes, generator=generator, dtype=dtype)
+    labels = torch.randint(0, classes, (rows, ), generator=generator)
+    labels[::4] = -100
+    return preds_S, preds_T, labels
+
+
+@pytest.mark.parametrize('loss_fn', LOSSES)
+@pytest.mark.parametrize('mode', ['wrong', 'margin', 'none'])
+@pytest.mark.parametrize('chunk_size', [1, 5, 37, 100])
+def test_chunked_equals_unchunked(loss_fn, mode, chunk_size):
+    preds_S, preds_T, labels = token_batch()
+    kwargs = dict(tau=2.0, calibrate=mode, ignore_index=-100)
+    reference = loss_fn(preds_S, preds_T, labels, **kwargs)
+    grad_ref, = torch.autograd.grad(2.5 * reference.loss, preds_S)
+    chunked = LF.chunked_distill_loss(
+        loss_fn, preds_S, preds_T, labels, chunk_size=chunk_size, **kwargs)
+    grad, = torch.autograd.grad(2.5 * chunked.loss, preds_S)
+    torch.testing.assert_close(
+        chunked.loss, reference.loss, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-7)
+    assert grad.abs().sum() > 0
+    # Ignored rows get no gradient at all.
+    assert (grad[labels == -100] == 0).all()
+    assert torch.equal(chunked.scale, reference.scale)
+    assert torch.equal(chunked.calibrated, reference.calibrated)
+    assert torch.equal(chunked.valid, reference.valid)
+    if mode == 'wrong':
+        assert 0 < int(chunked.calibrated.sum()) < int(chunked.valid.sum())
+
+
+def test_token_shaped_and_soft_labels():
+    preds_S, preds_T, _ = token_batch(rows=24, classes=7)
+    preds_S = preds_S.detach().view(2, 12, 7).requires_grad_()
+    soft = torch.softmax(torch.randn(2, 12, 7, dtype=torch.float64), -1)
+    reference = LF.loca_kd_loss(preds_S, preds_T.view(2, 12, 7), soft)
+    chunked = LF.chunked_distill_loss(
+        LF.loca_kd_loss, preds_S, preds_T.view(2, 12, 7), soft, chunk_size=5)
+    torch.testing.assert_close(chunked.loss, reference.loss)
+    grad_ref, = torch.autograd.grad(reference.loss, preds_S)
+    grad, = torch.autograd.grad(chunked.loss, preds_S)
+    assert grad.shape == preds_S.shape
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-7)
+
+
+def live_saved_bytes(loss_fn, *args, **kwargs):
+    """Bytes of distinct storages autograd keeps for backward after forward.
+
+    Weak references: tensors saved by graphs that were already freed (the
+    per-chunk graphs of the chunked loss) do not count.
+    """
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(weakref.ref(t)) or t, lambda t: t):
+        loss = loss_fn(*args, **kwargs).loss
+    alive = [ref() for ref in saved if ref() is not None]
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for t in alive
+    }
+    return loss, sum(storages.values())
+
+
+def test_backward_keeps_one_logits_sized_buffer():
+    rows, classes = 512, 1000
+    preds_S, preds_T, labels = token_batch(rows, classes, dtype=torch.float32)
+    buffer = rows * classes * 4
+    _, plain = live_saved_bytes(
+        LF.loca_kd_loss, preds_S, preds_T, labels, ignore_index=-100)
+    loss, chunked = live_saved_bytes(
+        LF.chunked_distill_loss,
+        LF.loca_kd_loss,
+        preds_S,
+        preds_T,
+        labels,
+        chunk_size=64,
+        ignore_index=-100)
+    assert plain >= 2 * buffer
+    assert buffer <= chunked < buffer + 64 * classes * 4
+    loss.backward()
+    assert preds_S.grad is not None and preds_S.grad.abs().sum() > 0
+
+
+def test_no_samples_and_all_ignored_give_zero():
+    preds_S, preds_T, labels = token_batch(rows=6, classes=5)
+    empty = LF.chunked_distill_loss(LF.loca_kd_loss, preds_S[:0], preds_T[:0],
+                                    labels[:0])
+    assert empty.loss.item() == 0 and empty.scale.numel() == 0
+    ignored = LF.chunked_distill_loss(
+        LF.dkd_loss,
+        preds_S,
+        preds_T,
+        torch.full_like(labels, -100),
+        chunk_size=4,
+        ignore_index=-100)
+    assert ignored.loss.item() == 0
+    grad, = torch.autograd.grad(ignored.loss, preds_S)
+    assert (grad == 0).all()
+
+
+def test_without_grad_and_with_a_scaled_output():
+    preds_S, preds_T, labels = token_batch()
+    with torch.no_grad():
+        out = LF.chunked_distill_loss(
+            LF.loca_kd_loss,
+            preds_S,
+            preds_T,
+            labels,
+            chunk_size=8,
+            ignore_index=-100)
+    assert not out.loss.requires_grad
+    reference = LF.loca_kd_loss(preds_S, preds_T, labels, ignore_index=-100)
+    torch.testing.assert_close(out.loss, reference.loss.detach())
+
+
+def test_second_backward_is_an_error_not_a_doubled_gradient():
+    preds_S, preds_T, labels = token_batch()
+    out = LF.chunked_distill_loss(
+        LF.loca_kd_loss,
+        preds_S,
+        preds_T,
+        labels,
+        chunk_size=8,
+        ignore_index=-100)
+    out.loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='modified by an inplace'):
+        out.loss.backward()
+
+
+def test_bad_arguments():
+    preds_S, preds_T, labels = token_batch()
+    with pytest.raises(ValueError, match='chunk_size'):
+        LF.chunked_distill_loss(
+            LF.loca_kd_loss, preds_S, preds_T, labels, chunk_size=0)
+    with pytest.raises(ValueError, match='outside'):
+        LF.chunked_distill_loss(LF.loca_kd_loss, preds_S, preds_T,
+                                labels.clamp_min(0) + 20)
+    with pytest.raises(ValueError, match='same shape'):
+        LF.chunked_distill_loss(LF.loca_kd_loss, preds_S, preds_T[:3], labels)
