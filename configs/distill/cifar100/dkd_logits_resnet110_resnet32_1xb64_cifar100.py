@@ -1,0 +1,13 @@
+# DKD from resnet110 to resnet32 on CIFAR-100, 1 GPU x 64 images.
+_base_ = ['../../_base_/distill/dkd_cifar100.py']
+
+from mmengine.config import Config  # noqa: E402
+
+model_dir = '{{ fileDirname }}/../../_base_/models/cifar100/'
+model = dict(
+    architecture=Config.fromfile(model_dir + 'resnet32.py').model,
+    teacher=Config.fromfile(model_dir + 'resnet110.py').model,
+    teacher_ckpt='checkpoints/cifar100/resnet110.pth',
+    # DKD's beta for this pair.
+    distiller=dict(distill_losses=dict(loss_distill=dict(beta=2.0))))
+del Config, model_dir

@@ -1,0 +1,7 @@
+# wrn_40_1 trained on CIFAR-100 from the labels alone, 1 GPU x 64 images.
+_base_ = [
+    '../../_base_/models/cifar100/wrn_40_1.py',
+    '../../_base_/datasets/cifar100_bs64.py',
+    '../../_base_/schedules/cifar100_bs64_240e.py',
+    '../../_base_/default_runtime.py',
+]

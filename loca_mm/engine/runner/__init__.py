@@ -1,0 +1,3 @@
+from .teacher_once_val_loop import TeacherOnceValLoop
+
+__all__ = ['TeacherOnceValLoop']
