@@ -267,17 +267,28 @@ def loca_kd_loss(preds_S: Tensor,
     check_calibration_args(alpha, tau, calibrate)
     z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
                                       ignore_index, check_range)
-    log_p = torch.log_softmax(z_T, dim=-1)
+    # This loss also runs on (tokens x vocab) logits: every (M, C) buffer is
+    # dropped as soon as it is used, and only log_s and the teacher's
+    # non-target probabilities are kept for backward (as in plain KD).
     log_s = torch.log_softmax(z_S, dim=-1)
-    log_p_y = log_p.gather(-1, index).squeeze(-1)
-    # Zero the label column in place: what remains is the non-target part,
-    # whose sum is 1 - p_y without cancellation when p_y is close to 1.
-    p_non_target = log_p.exp().scatter_(-1, index, 0.0)
-    mass_non_target = p_non_target.sum(-1)
-    scale, calibrated = calibration_scale(log_p_y.exp(),
-                                          p_non_target.amax(-1),
-                                          mass_non_target, alpha, calibrate)
-    kl_non_target = (p_non_target * (log_p - log_s)).sum(-1)
+    del z_S
+    with torch.no_grad():
+        log_p = torch.log_softmax(z_T, dim=-1)
+        del z_T
+        log_p_y = log_p.gather(-1, index).squeeze(-1)
+        # Zero the label column in place: what remains is the non-target
+        # part, whose sum is 1 - p_y without cancellation when p_y ~ 1.
+        p_non_target = log_p.exp().scatter_(-1, index, 0.0)
+        mass_non_target = p_non_target.sum(-1)
+        scale, calibrated = calibration_scale(log_p_y.exp(),
+                                              p_non_target.amax(-1),
+                                              mass_non_target, alpha,
+                                              calibrate)
+        # sum_{i != y} p_i log p_i; xlogy makes p_i = 0 contribute 0.
+        neg_entropy_non_target = torch.xlogy(p_non_target,
+                                             p_non_target).sum(-1)
+        del log_p
+    kl_non_target = neg_entropy_non_target - (p_non_target * log_s).sum(-1)
     q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
                       log_p_y.exp())
     log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
