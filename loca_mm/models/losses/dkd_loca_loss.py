@@ -2,15 +2,15 @@
 from typing import Optional
 
 from mmengine.logging import MessageHub
-from torch import Tensor, nn
+from torch import Tensor
 
 from loca_mm import functional as LF
 from mmrazor.registry import MODELS
-from .calibration_logging import log_calibration_stats
+from .base_calibrated_loss import BaseCalibratedLoss
 
 
 @MODELS.register_module()
-class DKDLoCaLoss(nn.Module):
+class DKDLoCaLoss(BaseCalibratedLoss):
     """DKD (Zhao et al., CVPR 2022) whose teacher is calibrated by LoCa.
 
     ``loss = loss_weight * warmup * tau**2 * mean(alpha * TCKD + beta *
@@ -53,21 +53,16 @@ class DKDLoCaLoss(nn.Module):
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
                  log_stats: bool = True) -> None:
-        super().__init__()
         LF.check_calibration_args(loca_alpha, tau, calibrate)
         if warmup_epochs < 0:
             raise ValueError(
                 f'warmup_epochs must be >= 0, got {warmup_epochs!r}')
-        self.tau = tau
+        super().__init__(tau, calibrate, loss_weight, ignore_index,
+                         check_labels, log_stats)
         self.alpha = alpha
         self.beta = beta
         self.loca_alpha = loca_alpha
-        self.calibrate = calibrate
         self.warmup_epochs = warmup_epochs
-        self.loss_weight = loss_weight
-        self.ignore_index = ignore_index
-        self.check_labels = check_labels
-        self.log_stats = log_stats
 
     def warmup_factor(self) -> float:
         """The warm-up weight of the current epoch (1.0 without warm-up)."""
@@ -105,9 +100,7 @@ class DKDLoCaLoss(nn.Module):
             calibrate=self.calibrate,
             ignore_index=self.ignore_index,
             check_range=self.check_labels)
-        if self.log_stats and self.training and self.calibrate != 'none':
-            log_calibration_stats(result)
-        return self.loss_weight * self.warmup_factor() * result.loss
+        return self.warmup_factor() * self.weighted(result)
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, beta={self.beta}, '

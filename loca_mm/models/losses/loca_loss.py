@@ -1,15 +1,15 @@
 """LoCa-calibrated logit distillation (KD towards a calibrated teacher)."""
 from typing import Optional
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from loca_mm import functional as LF
 from mmrazor.registry import MODELS
-from .calibration_logging import log_calibration_stats
+from .base_calibrated_loss import BaseCalibratedLoss
 
 
 @MODELS.register_module()
-class LoCaLoss(nn.Module):
+class LoCaLoss(BaseCalibratedLoss):
     """KD whose teacher distribution is calibrated by LoCa.
 
     Returns ``loss_weight * tau**2 * mean KL(q || softmax(preds_S / tau))``
@@ -45,15 +45,10 @@ class LoCaLoss(nn.Module):
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
                  log_stats: bool = True) -> None:
-        super().__init__()
         LF.check_calibration_args(alpha, tau, calibrate)
-        self.tau = tau
+        super().__init__(tau, calibrate, loss_weight, ignore_index,
+                         check_labels, log_stats)
         self.alpha = alpha
-        self.loss_weight = loss_weight
-        self.calibrate = calibrate
-        self.ignore_index = ignore_index
-        self.check_labels = check_labels
-        self.log_stats = log_stats
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
@@ -76,9 +71,7 @@ class LoCaLoss(nn.Module):
             calibrate=self.calibrate,
             ignore_index=self.ignore_index,
             check_range=self.check_labels)
-        if self.log_stats and self.training and self.calibrate != 'none':
-            log_calibration_stats(result)
-        return self.loss_weight * result.loss
+        return self.weighted(result)
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, '

@@ -1,0 +1,68 @@
+"""What the LoCa losses share: flags, calibration statistics, the weight."""
+from typing import Optional
+
+import torch
+from mmengine.logging import MessageHub
+from torch import Tensor, nn
+
+from loca_mm.functional import DistillLoss
+
+
+def log_calibration_stats(result: DistillLoss) -> None:
+    """Send how often LoCa changed the teacher, and how much, to MessageHub.
+
+    ``train/loca_ratio`` is the fraction of (non-ignored) samples whose
+    teacher distribution was calibrated; ``train/loca_scale`` the mean scale
+    ``s`` over those samples (skipped in an iteration with none, so the
+    smoothed value is not pulled towards 1). mmengine's LogProcessor prints
+    every ``train/`` scalar and forwards it to the visualizer backends.
+
+    The three counts are read back together: one device synchronisation per
+    call. The losses take ``log_stats=False`` to skip it.
+
+    Args:
+        result (DistillLoss): output of a functional loss.
+    """
+    calibrated = result.calibrated
+    num_valid, num_calibrated, scale_sum = torch.stack([
+        result.valid.sum().float(),
+        calibrated.sum().float(),
+        (result.scale.detach() * calibrated).sum(),
+    ]).tolist()
+    hub = MessageHub.get_current_instance()
+    hub.update_scalar('train/loca_ratio', num_calibrated / max(num_valid, 1.0))
+    if num_calibrated > 0:
+        hub.update_scalar('train/loca_scale', scale_sum / num_calibrated)
+
+
+class BaseCalibratedLoss(nn.Module):
+    """Base of the registered LoCa losses (thin adapters of the functional
+    core).
+
+    Args:
+        tau (float): temperature.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+        loss_weight (float): weight of the loss.
+        ignore_index (int, optional): label left out of the batch mean.
+        check_labels (bool): raise on labels outside [0, C). Costs one
+            device synchronisation per call on GPU.
+        log_stats (bool): log ``loca_ratio``/``loca_scale`` to MessageHub
+            during training (one synchronisation).
+    """
+
+    def __init__(self, tau: float, calibrate: str, loss_weight: float,
+                 ignore_index: Optional[int], check_labels: bool,
+                 log_stats: bool) -> None:
+        super().__init__()
+        self.tau = tau
+        self.calibrate = calibrate
+        self.loss_weight = loss_weight
+        self.ignore_index = ignore_index
+        self.check_labels = check_labels
+        self.log_stats = log_stats
+
+    def weighted(self, result: DistillLoss) -> Tensor:
+        """Log the calibration statistics and weight the loss."""
+        if self.log_stats and self.training and self.calibrate != 'none':
+            log_calibration_stats(result)
+        return self.loss_weight * result.loss
