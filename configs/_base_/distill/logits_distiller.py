@@ -1,7 +1,7 @@
 # The distillation model every logit-distillation method uses, independent
 # of the data set: one frozen teacher, the student's cross-entropy as
 # `loss_ce` and the method's loss as `loss_distill`, both fed from the
-# students's and teacher's logits (`head.fc`) and the labels the student
+# student's and teacher's logits (`head.fc`) and the labels the student
 # head's loss receives. A method base sets the loss and the cross-entropy
 # weight; an experiment adds the student and teacher networks.
 #

@@ -1,0 +1,3 @@
+# mmpretrain's ResNet-18 for ImageNet. Inheriting a package config gives the
+# model _scope_='mmpretrain', so it builds also inside an mmrazor model.
+_base_ = ['mmpretrain::_base_/models/resnet18.py']
