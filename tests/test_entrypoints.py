@@ -329,7 +329,10 @@ def train_tool():
 
 def parsed(tool, monkeypatch, *argv):
     monkeypatch.setattr(sys, 'argv', ['train.py', *argv])
-    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    # setenv first, so that teardown restores LOCAL_RANK's absence even
+    # after parse_args() exported it (it would turn later tests distributed).
+    monkeypatch.setenv('LOCAL_RANK', '')
+    monkeypatch.delenv('LOCAL_RANK')
     return tool.parse_args()
 
 
