@@ -265,38 +265,66 @@ def loca_kd_loss(preds_S: Tensor,
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(alpha, tau, calibrate)
-    z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
-                                      ignore_index, check_range)
-    # This loss also runs on (tokens x vocab) logits: every (M, C) buffer is
-    # dropped as soon as it is used, and only log_s and the teacher's
-    # non-target probabilities are kept for backward (as in plain KD).
-    log_s = torch.log_softmax(z_S, dim=-1)
-    del z_S
+    needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
+    # Everything runs without autograd: the gradient has a closed form,
+    # tau * (softmax(z_S) - q) per kept sample, computed here and attached by
+    # _PrecomputedGradient. That saves the ~15 graph nodes a traced version
+    # records (their overhead dominates at small N x C) and keeps one
+    # (M, C) buffer for backward instead of two. The loss also runs on
+    # (tokens x vocab) logits, so every (M, C) buffer is dropped or reused
+    # in place as soon as it has served.
     with torch.no_grad():
+        z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
+                                          ignore_index, check_range)
+        log_s = torch.log_softmax(z_S, dim=-1)
+        del z_S
         log_p = torch.log_softmax(z_T, dim=-1)
         del z_T
         log_p_y = log_p.gather(-1, index).squeeze(-1)
         # Zero the label column in place: what remains is the non-target
         # part, whose sum is 1 - p_y without cancellation when p_y ~ 1.
         p_non_target = log_p.exp().scatter_(-1, index, 0.0)
+        del log_p
         mass_non_target = p_non_target.sum(-1)
         scale, calibrated = calibration_scale(log_p_y.exp(),
                                               p_non_target.amax(-1),
                                               mass_non_target, alpha,
                                               calibrate)
-        # sum_{i != y} p_i log p_i; xlogy makes p_i = 0 contribute 0.
-        neg_entropy_non_target = torch.xlogy(p_non_target,
-                                             p_non_target).sum(-1)
-        del log_p
-    kl_non_target = neg_entropy_non_target - (p_non_target * log_s).sum(-1)
-    q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
-                      log_p_y.exp())
-    log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
-    per_sample = (scale * kl_non_target +
-                  scale * mass_non_target * scale.log() + q_y *
-                  (log_q_y - log_s.gather(-1, index).squeeze(-1)))
-    return DistillLoss(
-        _batch_mean(per_sample, valid, tau), scale, calibrated & valid, valid)
+        # sum_{i != y} p_i log(p_i / s_i); xlogy makes p_i = 0 contribute 0.
+        kl_non_target = (torch.xlogy(p_non_target, p_non_target) -
+                         p_non_target * log_s).sum(-1)
+        q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
+                          log_p_y.exp())
+        log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
+        per_sample = (scale * kl_non_target +
+                      scale * mass_non_target * scale.log() + q_y *
+                      (log_q_y - log_s.gather(-1, index).squeeze(-1)))
+        loss = _batch_mean(per_sample, valid, tau)
+        if needs_grad:
+            q = p_non_target.mul_(scale.unsqueeze(-1)).scatter_(
+                -1, index, q_y.unsqueeze(-1))
+            grad = log_s.exp_().sub_(q)
+            del q, p_non_target
+            count = valid.sum().clamp_min(1)
+            grad.mul_((valid * (tau / count)).unsqueeze(-1))
+            grad = grad.view(preds_S.shape).to(preds_S.dtype)
+    if needs_grad:
+        loss = _PrecomputedGradient.apply(preds_S, loss, grad)
+    return DistillLoss(loss, scale, calibrated & valid, valid)
+
+
+class _PrecomputedGradient(torch.autograd.Function):
+    """A scalar loss whose gradient w.r.t. ``preds`` is already known."""
+
+    @staticmethod
+    def forward(ctx, preds: Tensor, loss: Tensor, grad: Tensor) -> Tensor:
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        grad, = ctx.saved_tensors
+        return grad * grad_loss.to(grad.dtype), None, None
 
 
 def dkd_loss(preds_S: Tensor,

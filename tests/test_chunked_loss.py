@@ -89,7 +89,10 @@ def test_backward_keeps_one_logits_sized_buffer():
         labels,
         chunk_size=64,
         ignore_index=-100)
-    assert plain >= 2 * buffer
+    # Both keep only the gradient w.r.t. the student logits (loca_kd_loss
+    # computes it in closed form during forward); chunking bounds the
+    # forward temporaries instead (see tools/benchmark/llm_loss_memory.py).
+    assert buffer <= plain < buffer + 64 * classes * 4
     assert buffer <= chunked < buffer + 64 * classes * 4
     loss.backward()
     assert preds_S.grad is not None and preds_S.grad.abs().sum() > 0
