@@ -10,7 +10,7 @@ from . import compat
 
 compat.apply()
 
-from . import engine, models  # noqa: E402,F401  (registers modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -284,15 +284,15 @@ def loca_kd_loss(preds_S: Tensor,
         # Zero the label column in place: what remains is the non-target
         # part, whose sum is 1 - p_y without cancellation when p_y ~ 1.
         p_non_target = log_p.exp().scatter_(-1, index, 0.0)
+        # sum_{i != y} p_i log(p_i / s_i), in log_p's own buffer: log_p is
+        # finite and p is 0 at the label, so the label adds nothing.
+        kl_non_target = log_p.sub_(log_s).mul_(p_non_target).sum(-1)
         del log_p
         mass_non_target = p_non_target.sum(-1)
         scale, calibrated = calibration_scale(log_p_y.exp(),
                                               p_non_target.amax(-1),
                                               mass_non_target, alpha,
                                               calibrate)
-        # sum_{i != y} p_i log(p_i / s_i); xlogy makes p_i = 0 contribute 0.
-        kl_non_target = (torch.xlogy(p_non_target, p_non_target) -
-                         p_non_target * log_s).sum(-1)
         q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
                           log_p_y.exp())
         log_q_y = torch.where(calibrated, q_y.log(), log_p_y)

@@ -17,7 +17,9 @@ def build(loss_type, **kwargs):
         dict(
             custom_imports=dict(imports=['loca_mm'],
                                 allow_failed_imports=False),
-            loss=dict(type=loss_type, **kwargs)))
+            # Explicit scope: a Runner built by an earlier test may have left
+            # another default scope current.
+            loss=dict(_scope_='mmrazor', type=loss_type, **kwargs)))
     import_modules_from_strings(**cfg.custom_imports)
     from mmrazor.registry import MODELS
     return MODELS.build(cfg.loss)

@@ -18,9 +18,10 @@ env_cfg = dict(
 )
 
 # Scalars (losses, lr, accuracy, LoCa's loca_ratio/loca_scale) go to
-# <work_dir>/<timestamp>/vis_data/scalars.json. For TensorBoard add
-# dict(type='TensorboardVisBackend') to vis_backends, or pass
-# --cfg-options "visualizer.vis_backends=[dict(type='LocalVisBackend'),dict(type='TensorboardVisBackend')]"
+# <work_dir>/<timestamp>/vis_data/scalars.json. For TensorBoard (package
+# `tensorboard`), add dict(type='TensorboardVisBackend') to vis_backends, or
+# swap the local backend for it on the command line:
+#   --cfg-options visualizer.vis_backends.0.type=TensorboardVisBackend
 visualizer = dict(
     type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 

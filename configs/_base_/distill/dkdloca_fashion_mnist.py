@@ -1,0 +1,10 @@
+# DKD on a LoCa-calibrated teacher, on Fashion-MNIST: DKD's settings, with
+# the teacher's target probability calibrated (LoCa alpha 0.9) on the
+# samples it gets wrong. Only TCKD changes: LoCa keeps the non-target ratios
+# NCKD sees.
+_base_ = ['./dkd_fashion_mnist.py']
+
+model = dict(
+    distiller=dict(
+        distill_losses=dict(
+            loss_distill=dict(calibrate='wrong', loca_alpha=0.9))))

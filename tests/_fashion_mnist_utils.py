@@ -1,0 +1,91 @@
+"""Helpers for the Fashion-MNIST tests: a small data set in the IDX format
+and a teacher whose every prediction the test knows."""
+import gzip
+import struct
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+DISTILL = REPO / 'configs/distill/fashion_mnist'
+PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file, gzipped if ``path`` ends in .gz."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(
+        f'>{array.ndim}I', *array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    opener = gzip.open if path.suffix == '.gz' else open
+    with opener(path, 'wb') as f:
+        f.write(data)
+
+
+def class_images(labels: Sequence[int], seed: int = 0) -> np.ndarray:
+    """28x28 images whose mean brightness grows with the label, plus noise,
+    so that a network can learn the classes in a few iterations."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    levels = 20.0 + 23.0 * labels[:, None, None]
+    noise = rng.normal(0.0, 12.0, (len(labels), 28, 28))
+    return np.clip(levels + noise, 0, 255).astype(np.uint8)
+
+
+def write_fashion_mnist(root: Path, train_labels: Sequence[int],
+                        test_labels: Sequence[int]) -> Path:
+    """Write the four Fashion-MNIST files: the training split gzipped (as
+    Debian ships it), the test split plain (as extracted by mmpretrain).
+
+    Returns:
+        Path: ``root``, to use as the datasets' ``data_root``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for split, labels, suffix in (('train', train_labels, '.gz'),
+                                  ('t10k', test_labels, '')):
+        labels = np.asarray(labels, dtype=np.uint8)
+        write_idx(root / f'{split}-images-idx3-ubyte{suffix}',
+                  class_images(labels, seed=len(split)))
+        write_idx(root / f'{split}-labels-idx1-ubyte{suffix}', labels)
+    return root
+
+
+def data_options(root: Path) -> list:
+    """``--cfg-options`` pointing every dataloader of a config at ``root``."""
+    return [
+        f'{loader}.dataset.data_root={root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
+
+
+def constant_teacher_logits(num_classes: int, predicted: int,
+                            logit: float) -> torch.Tensor:
+    logits = torch.zeros(num_classes)
+    logits[predicted] = logit
+    return logits
+
+
+def save_constant_teacher(path: Path, predicted: int, logit: float) -> None:
+    """Save weights for the Fashion-MNIST teacher network (convnet32x64)
+    under which it outputs the same logits for every image: ``logit`` for
+    class ``predicted``, 0 for the others.
+
+    The convolutions are zero, so in eval mode every feature is
+    ``ReLU(BN(0)) = 0`` and the linear head returns its bias.
+    """
+    config = Config.fromfile(
+        str(REPO / 'configs/_base_/models/fashion_mnist/convnet32x64.py'))
+    import loca_mm  # noqa: F401  (registers SmallConvNet)
+    from mmpretrain.registry import MODELS
+    teacher = MODELS.build(config.model)
+    state_dict = teacher.state_dict()
+    for key, value in state_dict.items():
+        if key.endswith('weight') and value.dim() == 4:
+            value.zero_()
+    state_dict['head.fc.weight'].zero_()
+    state_dict['head.fc.bias'].copy_(
+        constant_teacher_logits(
+            len(state_dict['head.fc.bias']), predicted, logit))
+    torch.save({'state_dict': state_dict}, path)

@@ -1,0 +1,67 @@
+"""LoCa's calibration scalars reach mmengine's visualizer backends (the local
+scalars.json and TensorBoard) with the values the teacher implies."""
+import json
+import math
+
+import pytest
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import _fashion_mnist_utils as fm
+
+PREDICTED, LOGIT, ALPHA = 3, 2.0, 0.9
+# Batches of 8 in order, each with 2 images of the teacher's class: LoCa
+# calibrates 6 of 8 samples in every iteration.
+TRAIN_LABELS = [PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] * 4
+
+
+def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
+    tensorboard = pytest.importorskip('tensorboard')  # noqa: F841
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+
+    root = fm.write_fashion_mnist(tmp_path / 'data', TRAIN_LABELS, [0, 1])
+    teacher = tmp_path / 'teacher.pth'
+    fm.save_constant_teacher(teacher, PREDICTED, LOGIT)
+    cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
+    cfg.merge_from_dict({
+        'model.teacher_ckpt':
+        str(teacher),
+        'train_dataloader.dataset.data_root':
+        str(root),
+        'train_dataloader.batch_size':
+        8,
+        'train_dataloader.sampler.shuffle':
+        False,
+        'train_cfg.max_epochs':
+        1,
+        'default_hooks.logger.interval':
+        1,
+        'visualizer.vis_backends':
+        [dict(type='LocalVisBackend'),
+         dict(type='TensorboardVisBackend')],
+    })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+    p_top = math.exp(LOGIT / 4.0) / (math.exp(LOGIT / 4.0) + 9)
+    p_other = 1 / (math.exp(LOGIT / 4.0) + 9)
+    expected_scale = ALPHA / (1 - p_other + p_top)
+
+    scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
+    with open(scalars_file) as f:
+        logged = [json.loads(line) for line in f]
+    train = [entry for entry in logged if 'loca_ratio' in entry]
+    assert [entry['step'] for entry in train] == [1, 2, 3, 4]
+    for entry in train:
+        assert entry['loca_ratio'] == pytest.approx(0.75, abs=1e-7)
+        assert entry['loca_scale'] == pytest.approx(expected_scale, abs=1e-6)
+
+    events = EventAccumulator(str(scalars_file.parent))
+    events.Reload()
+    for tag, value in (('loca_ratio', 0.75), ('loca_scale', expected_scale)):
+        points = events.Scalars(tag)
+        assert [p.step for p in points] == [1, 2, 3, 4]
+        assert all(p.value == pytest.approx(value, abs=1e-6) for p in points)

@@ -1,0 +1,395 @@
+"""Time and memory of LoCa's losses against the plain ones they extend.
+
+    python tools/benchmark/loss_speed.py [--shapes 64x100 256x1000 4096x32000]
+        [--device cpu|cuda] [--repeats 15] [--warmup 3] [--out FILE.json]
+        [--iteration-configs NAME=KD_CONFIG,LOCA_CONFIG ...]
+
+1. Loss forward + backward, float32 logits (N, C), integer labels:
+   ``LoCaLoss`` vs mmrazor's ``KLDivergence`` (plain KD), ``DKDLoCaLoss``
+   vs mmrazor's ``DKDLoss`` and vs ``DKDLoCaLoss(calibrate='none')``, each
+   LoCa loss with its default flags and with ``check_labels`` and
+   ``log_stats`` off (each flag costs a device synchronisation on a GPU).
+   Times are medians over ``--repeats`` rounds; within a round every loss
+   runs once, in turn, so that all of them see the same machine load, and
+   ratios are taken between medians of the same run (and, as a check on
+   disturbed rounds, between minima). A timed sample runs
+   the call often enough to last at least 20 ms. ``--clock cpu`` (with
+   ``--threads 1``) measures the process's CPU time instead of wall time:
+   on a shared machine, time spent waiting for a core is then not counted.
+2. Peak memory of one forward + backward above what the inputs hold: on
+   a GPU ``torch.cuda.max_memory_allocated``; on a CPU the same quantity
+   from PyTorch's profiler memory timeline (every tensor allocation and
+   release, so it counts what the allocator hands out, independent of how
+   the C library reuses freed pages).
+3. A whole distillation training iteration (``train_step``: preprocessing,
+   student forward/backward, teacher forward, losses, optimizer step) on
+   random images for pairs of configs that differ only in the loss.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+# loca_mm first: it repairs the stack for current PyTorch and registers the
+# losses before mmrazor's registry is used.
+import loca_mm  # noqa: F401,I001
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.runner import Runner
+
+from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
+from mmrazor.models.losses import DKDLoss, KLDivergence
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DISTILL = 'configs/distill/'
+DEFAULT_ITERATION_CONFIGS = [
+    'fashion_mnist_convnet=' +
+    ','.join(DISTILL + f'fashion_mnist/{m}_logits_convnet32x64_convnet16x32_'
+             '1xb128_fashion_mnist.py' for m in ('kd', 'loca')),
+    'cifar100_resnet56_resnet20=' +
+    ','.join(DISTILL + f'cifar100/{m}_logits_resnet56_resnet20_1xb64_'
+             'cifar100.py' for m in ('kd', 'loca')),
+]
+NO_FLAGS = dict(check_labels=False, log_stats=False)
+LossCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_zoo() -> Dict[str, LossCall]:
+    """Every loss timed, as ``f(preds_S, preds_T, labels)``."""
+    kd = KLDivergence(tau=4.0)
+    dkd = DKDLoss(tau=4.0, alpha=1.0, beta=8.0)
+    modules = {
+        'LoCa':
+        LoCaLoss(tau=4.0, alpha=0.9),
+        'LoCa, flags off':
+        LoCaLoss(tau=4.0, alpha=0.9, **NO_FLAGS),
+        'LoCa, check_labels only':
+        LoCaLoss(tau=4.0, log_stats=False),
+        'LoCa, log_stats only':
+        LoCaLoss(tau=4.0, check_labels=False),
+        "LoCaLoss(calibrate='none')":
+        LoCaLoss(tau=4.0, calibrate='none'),
+        'DKD+LoCa':
+        DKDLoCaLoss(tau=4.0, beta=8.0),
+        'DKD+LoCa, flags off':
+        DKDLoCaLoss(tau=4.0, beta=8.0, **NO_FLAGS),
+        "DKDLoCaLoss(calibrate='none')":
+        DKDLoCaLoss(tau=4.0, beta=8.0, calibrate='none'),
+    }
+    zoo = {
+        'mmrazor KLDivergence': lambda s, t, y: kd(s, t),
+        'mmrazor DKDLoss': dkd,
+    }
+    zoo.update(modules)
+    return zoo
+
+
+# (loss, baseline) pairs whose time ratio the report gives, with targets.
+RATIOS: List[Tuple[str, str, Optional[float]]] = [
+    ('LoCa', 'mmrazor KLDivergence', 1.15),
+    ('LoCa, flags off', 'mmrazor KLDivergence', 1.15),
+    ("LoCaLoss(calibrate='none')", 'mmrazor KLDivergence', None),
+    ('DKD+LoCa', 'mmrazor DKDLoss', 1.15),
+    ('DKD+LoCa, flags off', 'mmrazor DKDLoss', 1.15),
+    ('DKD+LoCa', "DKDLoCaLoss(calibrate='none')", 1.15),
+    ('LoCa', 'LoCa, flags off', None),
+    ('LoCa, check_labels only', 'LoCa, flags off', None),
+    ('LoCa, log_stats only', 'LoCa, flags off', None),
+    ('DKD+LoCa', 'DKD+LoCa, flags off', None),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--shapes', nargs='+', default=['64x100', '256x1000', '4096x32000'])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch threads (default: torch\'s choice); on a shared CPU '
+        'one thread avoids timing threads that wait for each other')
+    parser.add_argument(
+        '--clock',
+        choices=list(CLOCKS),
+        default='wall',
+        help="'cpu': process CPU time (CPU device only)")
+    parser.add_argument('--repeats', type=int, default=15)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument(
+        '--iteration-configs',
+        nargs='*',
+        default=DEFAULT_ITERATION_CONFIGS,
+        help='NAME=KD_CONFIG,LOCA_CONFIG pairs timed as whole training '
+        'iterations (none to skip)')
+    parser.add_argument('--iteration-repeats', type=int, default=15)
+    parser.add_argument('--out', default='outputs/benchmark_loss_speed.json')
+    return parser.parse_args()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def fwd_bwd(loss: LossCall, preds_S: torch.Tensor, preds_T: torch.Tensor,
+            labels: torch.Tensor) -> None:
+    preds_S.grad = None
+    loss(preds_S, preds_T, labels).backward()
+
+
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+def seconds_per_call(run: Callable[[], None], device: torch.device,
+                     clock: Callable[[], float], calls: int) -> float:
+    synchronize(device)
+    start = clock()
+    for _ in range(calls):
+        run()
+    synchronize(device)
+    return (clock() - start) / calls
+
+
+def interleaved_samples(runs: Dict[str, Callable[[], None]],
+                        device: torch.device, clock: Callable[[], float],
+                        repeats: int, warmup: int) -> Dict[str, List[float]]:
+    """Seconds per call of each run in every round, the runs taking turns."""
+    counts = {}
+    for name, run in runs.items():
+        for _ in range(warmup):
+            run()
+        once = max(seconds_per_call(run, device, clock, 1), 1e-6)
+        # Enough calls per sample to last 20 ms: the clocks' resolution
+        # and the timing overhead then do not matter.
+        counts[name] = max(1, int(0.02 / once) + 1)
+    samples = {name: [] for name in runs}
+    for round_index in range(repeats):
+        names = list(runs)
+        # Rotate the order so no run always follows the same neighbour.
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(
+                seconds_per_call(runs[name], device, clock, counts[name]))
+    return samples
+
+
+def time_ratios(samples: Dict[str, List[float]], loss: str,
+                baseline: str) -> dict:
+    """Ratios of medians and of minima (the least disturbed rounds)."""
+    return dict(
+        time=statistics.median(samples[loss]) /
+        statistics.median(samples[baseline]),
+        time_of_minima=min(samples[loss]) / min(samples[baseline]))
+
+
+def peak_memory(run: Callable[[], None], device: torch.device) -> int:
+    """Peak bytes allocated by ``run`` above what was allocated before."""
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+    with profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True) as prof:
+        run()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'timeline.json')
+        prof.export_memory_timeline(path, device='cpu')
+        with open(path) as f:
+            _, sizes = json.load(f)
+    totals = [sum(categories) for categories in sizes]
+    return max(totals) - totals[0]
+
+
+def benchmark_losses(shape: Tuple[int, int], device: torch.device,
+                     clock: Callable[[], float], repeats: int,
+                     warmup: int) -> dict:
+    num, classes = shape
+    generator = torch.Generator().manual_seed(0)
+    # Teacher logits a little sharper than the student's, as after training.
+    preds_T = (3 * torch.randn(num, classes, generator=generator)).to(device)
+    preds_S = torch.randn(
+        num, classes, generator=generator).to(device).requires_grad_()
+    labels = torch.randint(classes, (num, ), generator=generator).to(device)
+    runs = {
+        name: (lambda loss=loss: fwd_bwd(loss, preds_S, preds_T, labels))
+        for name, loss in loss_zoo().items()
+    }
+    samples = interleaved_samples(runs, device, clock, repeats, warmup)
+    memory = {name: peak_memory(run, device) for name, run in runs.items()}
+    return dict(
+        shape=list(shape),
+        seconds={
+            k: statistics.median(v)
+            for k, v in samples.items()
+        },
+        samples=samples,
+        peak_bytes=memory,
+        ratios=[
+            dict(
+                loss=a,
+                baseline=b,
+                **time_ratios(samples, a, b),
+                memory=memory[a] / memory[b] if memory[b] else None,
+                target=target) for a, b, target in RATIOS
+        ])
+
+
+def random_batch(cfg: Config, batch_size: int) -> dict:
+    """A batch of random uint8 images in the config's image format."""
+    from mmpretrain.structures import DataSample
+    sizes = {1: (1, 28, 28), 3: (3, 32, 32)}
+    channels = len(cfg.data_preprocessor.mean)
+    num_classes = cfg.data_preprocessor.num_classes
+    generator = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.randint(
+            256, sizes[channels], generator=generator, dtype=torch.uint8)
+        for _ in range(batch_size)
+    ]
+    labels = torch.randint(num_classes, (batch_size, ), generator=generator)
+    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def build_train_step(config: str, device: torch.device,
+                     work_dir: str) -> Callable[[], None]:
+    """``train_step`` of the config's model on one fixed random batch."""
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.model.teacher_ckpt = None  # random teachers time the same
+    cfg.work_dir = work_dir
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = osp.splitext(osp.basename(config))[0]
+    runner = Runner.from_cfg(cfg)
+    model = runner.model.to(device)
+    optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+    batch = random_batch(cfg, cfg.train_dataloader.batch_size)
+    MessageHub.get_current_instance()
+    model.train()
+    return lambda: model.train_step(batch, optim_wrapper)
+
+
+def benchmark_iterations(pairs: Sequence[str], device: torch.device,
+                         clock: Callable[[], float], repeats: int,
+                         warmup: int) -> List[dict]:
+    results = []
+    for pair in pairs:
+        name, configs = pair.split('=', 1)
+        kd_config, loca_config = configs.split(',')
+        missing = [
+            c for c in (kd_config, loca_config)
+            if not osp.exists(osp.join(REPO, c))
+        ]
+        if missing:
+            print(f'skipping iteration pair {name}: missing {missing}')
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = {
+                'KD': build_train_step(kd_config, device, tmp),
+                'LoCa': build_train_step(loca_config, device, tmp),
+            }
+            samples = interleaved_samples(runs, device, clock, repeats, warmup)
+        ratios = time_ratios(samples, 'LoCa', 'KD')
+        results.append(
+            dict(
+                name=name,
+                configs=[kd_config, loca_config],
+                seconds={
+                    k: statistics.median(v)
+                    for k, v in samples.items()
+                },
+                samples=samples,
+                ratio=ratios['time'],
+                ratio_of_minima=ratios['time_of_minima'],
+                target=1.02))
+    return results
+
+
+def source_version() -> str:
+    """The commit measured, marked ``+modified`` if loca_mm has local edits."""
+    import subprocess
+    try:
+        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                                cwd=REPO,
+                                capture_output=True,
+                                text=True,
+                                check=True).stdout.strip()
+        modified = subprocess.run(['git', 'diff', '--quiet', 'loca_mm'],
+                                  cwd=REPO).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return commit + ('+modified' if modified else '')
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.clock == 'cpu' and device.type != 'cpu':
+        raise ValueError('--clock cpu times CPU work only; use wall on GPU')
+    clock = CLOCKS[args.clock]
+    report = dict(
+        source=source_version(),
+        device=str(device),
+        clock=args.clock,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        load_average=os.getloadavg(),
+        repeats=args.repeats,
+        losses=[])
+    if device.type == 'cuda':
+        report['device_name'] = torch.cuda.get_device_name(device)
+    # LoCa's log_stats writes to the current MessageHub, as in training.
+    MessageHub.get_instance('loss_speed')
+    for text in args.shapes:
+        shape = tuple(int(v) for v in text.lower().split('x'))
+        result = benchmark_losses(shape, device, clock, args.repeats,
+                                  args.warmup)
+        report['losses'].append(result)
+        print(f'\n(N, C) = {shape}')
+        for name, seconds in result['seconds'].items():
+            print(f'  {name:>32}: {1e3 * seconds:9.3f} ms  peak '
+                  f"{result['peak_bytes'][name] / 2**20:9.2f} MiB")
+        for ratio in result['ratios']:
+            target = ratio['target']
+            verdict = '' if target is None else (
+                '  ok' if ratio['time'] <= target else f'  MISSES {target}x')
+            memory = ('n/a' if ratio['memory'] is None else
+                      f"{ratio['memory']:.2f}x")
+            print(f"  {ratio['loss']} / {ratio['baseline']}: time "
+                  f"{ratio['time']:.3f}x (of minima "
+                  f"{ratio['time_of_minima']:.3f}x), memory {memory}{verdict}")
+    report['iterations'] = benchmark_iterations(args.iteration_configs, device,
+                                                clock, args.iteration_repeats,
+                                                args.warmup)
+    for entry in report['iterations']:
+        verdict = 'ok' if entry['ratio'] <= entry['target'] else 'MISSES'
+        print(
+            f"\niteration {entry['name']}: KD "
+            f"{1e3 * entry['seconds']['KD']:.1f} ms, LoCa "
+            f"{1e3 * entry['seconds']['LoCa']:.1f} ms, ratio "
+            f"{entry['ratio']:.3f} (of minima {entry['ratio_of_minima']:.3f};"
+            f" {verdict} {entry['target']}x)")
+    report['load_average_after'] = os.getloadavg()
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(report, f, indent=2)
+    print(f'\nwritten to {args.out}')
+
+
+if __name__ == '__main__':
+    main()
