@@ -12,12 +12,10 @@ import os.path as osp
 
 # loca_mm first, for the same reasons as in tools/train.py.
 import loca_mm  # noqa: F401,I001
-from loca_mm.utils import (add_launcher_args, export_local_rank,
-                           prepare_distributed_env)
+from loca_mm.utils import (add_launcher_args, build_runner,
+                           export_local_rank, prepare_distributed_env)
 import mmengine
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,10 +59,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     # Strictly: mmengine loads `load_from` with strict=False, so a checkpoint
     # of another model (a converted student given with its distillation
     # config, say) would load nothing and be evaluated with random weights.

@@ -15,12 +15,10 @@ import os.path as osp
 # losses, algorithms and backbones before any registry builds anything, so a
 # config works with or without ``custom_imports``.
 import loca_mm  # noqa: F401,I001
-from loca_mm.utils import (add_launcher_args, export_local_rank,
-                           prepare_distributed_env)
+from loca_mm.utils import (add_launcher_args, build_runner,
+                           export_local_rank, prepare_distributed_env)
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 
 def parse_args() -> argparse.Namespace:
@@ -113,10 +111,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

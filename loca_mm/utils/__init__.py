@@ -1,4 +1,7 @@
-from .launch import (add_launcher_args, export_local_rank,
+from .launch import (add_launcher_args, build_runner, export_local_rank,
                      prepare_distributed_env)
 
-__all__ = ['add_launcher_args', 'export_local_rank', 'prepare_distributed_env']
+__all__ = [
+    'add_launcher_args', 'build_runner', 'export_local_rank',
+    'prepare_distributed_env'
+]

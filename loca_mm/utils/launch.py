@@ -104,3 +104,19 @@ def prepare_distributed_env(cfg: Config, launcher: str) -> None:
     wrapper_cfg.setdefault('find_unused_parameters',
                            cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper_cfg
+
+
+def build_runner(cfg: Config):
+    """The config's own runner type if it names one, else mmengine's Runner.
+
+    Args:
+        cfg (Config): the merged config.
+
+    Returns:
+        Runner: the built runner.
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
