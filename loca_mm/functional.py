@@ -243,13 +243,14 @@ def loca_kd_loss(preds_S: Tensor,
     ``softmax(preds_T / tau)`` and is detached. With ``calibrate='none'``
     this is Hinton's KD.
 
-    The KL is computed without materialising ``q``: for ``i != y``
-    ``q_i log(q_i / s_i) = s * p_i (log s + log(p_i / s_i))``, so
+    The KL is computed from per-sample sums, without forming ``q``: for
+    ``i != y`` ``q_i log(q_i / s_i) = s * p_i (log s + log(p_i / s_i))``, so
 
         KL(q || s) = s * KL_nt + s * (1 - p_y) * log s + q_y log(q_y / s_y)
 
     with ``KL_nt = sum_{i != y} p_i log(p_i / s_i)``, which costs the same
-    element-wise pass as plain KD.
+    element-wise pass as plain KD. ``q`` is built only for the gradient,
+    in place in the buffer of the teacher's non-target probabilities.
 
     Args:
         preds_S (Tensor): student logits (..., C).
