@@ -88,10 +88,11 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     """The LoCa factor ``s`` per sample, from three per-sample probabilities.
 
     Args:
-        p_y (Tensor): teacher probability of the label, shape (M,).
-        p_k (Tensor): largest non-target probability, shape (M,).
+        p_y (Tensor): teacher probability of the label, shape (M,) or (M, 1).
+        p_k (Tensor): largest non-target probability, same shape.
         mass_non_target (Tensor): ``1 - p_y``, passed in so that callers can
-            compute it without cancellation (as a sum of non-target terms).
+            compute it without cancellation (from non-target terms, or
+            where it is known to be far from 0).
         alpha (float): LoCa's alpha in (0, 1).
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
 
@@ -102,16 +103,14 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     if calibrate == 'none':
         return torch.ones_like(p_y), torch.zeros_like(p_y, dtype=torch.bool)
     # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
-    # is one-hot on the label; the clamp keeps sigma finite there (s = 1).
-    sigma = 1.0 / (mass_non_target + p_k).clamp_min(
-        torch.finfo(p_y.dtype).tiny)
-    scaled = alpha * sigma
+    # is one-hot on the label. Such a sample is never calibrated (p_k < p_y,
+    # and alpha * inf is not < 1), so where() drops the infinite factor.
+    scaled = (mass_non_target + p_k).reciprocal_().mul_(alpha)
     if calibrate == 'wrong':
         calibrated = p_k >= p_y
     else:  # 'margin'
         calibrated = scaled < 1.0
-    scale = torch.where(calibrated, scaled, torch.ones_like(scaled))
-    return scale, calibrated
+    return torch.where(calibrated, scaled, 1.0), calibrated
 
 
 def loca_calibrate(probs: Tensor,
@@ -184,14 +183,14 @@ def prepare_targets(logits: Tensor,
         valid = torch.ones_like(labels, dtype=torch.bool)
     else:
         valid = labels != ignore_index
-    if check_range:
-        bad = valid & ((labels < 0) | (labels >= num_classes))
-        if bool(bad.any()):
-            value = int(labels[bad][0])
+        labels = labels * valid  # ignored samples point at class 0
+    if check_range and labels.numel():
+        # Both extremes in one read-back: a single synchronisation on GPU.
+        low, high = torch.stack(torch.aminmax(labels)).tolist()
+        if low < 0 or high >= num_classes:
             raise ValueError(
-                f'label {value} is outside [0, {num_classes}) and is not '
-                f'ignore_index ({ignore_index})')
-    labels = torch.where(valid, labels, torch.zeros_like(labels))
+                f'label {low if low < 0 else high} is outside '
+                f'[0, {num_classes}) and is not ignore_index ({ignore_index})')
     return labels, valid
 
 
@@ -209,24 +208,64 @@ def check_logits(preds_S: Tensor, preds_T: Tensor) -> None:
                          f'and {preds_T.dtype}')
 
 
-def _flatten(preds_S: Tensor, preds_T: Tensor, target: Tensor, tau: float,
-             ignore_index: Optional[int], check_range: bool):
-    check_logits(preds_S, preds_T)
-    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
-    num_classes = preds_S.shape[-1]
-    # float16/bfloat16 logits are computed in float32: exp and log of a
-    # half-precision probability near 0 or 1 would over/underflow.
-    z_S = preds_S.reshape(-1, num_classes).float() / tau
-    z_T = preds_T.detach().reshape(-1, num_classes).float() / tau
-    return z_S, z_T, labels.unsqueeze(-1), valid
+def _log_softmax(preds: Tensor, tau: float) -> Tensor:
+    """``log_softmax(preds / tau)`` over the last dimension as (M, C), in
+    float32: exp and log of a half-precision probability near 0 or 1 would
+    over/underflow."""
+    logits = preds.reshape(-1, preds.shape[-1]).float()
+    if tau != 1.0:
+        logits = logits / tau
+    return logits.log_softmax(-1)
 
 
-def _batch_mean(per_sample: Tensor, valid: Tensor, tau: float) -> Tensor:
-    # Multiplying (rather than selecting) keeps NaNs visible and the graph
-    # connected, so an empty or fully ignored batch gives a zero that
-    # still back-propagates.
-    count = valid.sum().clamp_min(1)
-    return (per_sample * valid).sum() / count * tau**2
+def _sample_weights(valid: Tensor, ignore_index: Optional[int],
+                    tau: float) -> float | Tensor:
+    """``tau**2 / (number of kept samples)`` per sample, 0 where ignored.
+
+    A plain number when nothing can be ignored (the common case costs no
+    tensor operation); otherwise an (M, 1) tensor. Weighting by
+    multiplication (rather than selecting rows) keeps NaNs of ignored rows
+    visible, and an empty or fully ignored batch gives a zero loss.
+    """
+    if ignore_index is None:
+        return tau**2 / max(valid.numel(), 1)
+    return (valid * (tau**2 / valid.sum().clamp_min(1))).unsqueeze(-1)
+
+
+def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Tensor, alpha: float,
+                    calibrate: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """What the losses need of LoCa per sample: ``s``, the calibrated mask,
+    ``log s`` and ``log q_y`` (the arguments as for
+    :func:`calibration_scale`)."""
+    scale, calibrated = calibration_scale(p_y, p_k, mass, alpha, calibrate)
+    # q_y = 1 - s * (1 - p_y) written as p_y + (1 - s) * (1 - p_y): a sum of
+    # non-negative terms, without cancellation, and p_y itself where s = 1.
+    q_y = torch.addcmul(mass, scale, mass, value=-1.0).add_(p_y)
+    return scale, calibrated, scale.log(), q_y.log_()
+
+
+def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
+                     calibrate: str) -> tuple[Tensor, Tensor]:
+    """Turn the teacher's log-probabilities (M, C) into LoCa's ``log q``, in
+    place; returns ``s`` and the calibrated mask, both (M, 1).
+
+    ``log q_i = log p_i + log s`` off the label, so uncalibrated rows
+    (``s = 1``) keep ``log p`` exactly there.
+    """
+    if calibrate == 'none':
+        ones = torch.ones_like(log_p[:, :1])
+        return ones, torch.zeros_like(ones, dtype=torch.bool)
+    log_p_y = log_p.gather(-1, index)
+    # The label column is overwritten with log q_y below; -inf until then
+    # keeps it out of the maximum and out of log p + log s.
+    log_p_k = log_p.scatter_(-1, index, float('-inf')).amax(-1, keepdim=True)
+    # 1 - p_y from expm1 is accurate wherever a sample can be calibrated
+    # (there 1 - p_y >= 1/2, or > alpha / 2 for 'margin').
+    mass = torch.expm1(log_p_y).neg_()
+    scale, calibrated, log_scale, log_q_y = _loca_row_terms(
+        log_p_y.exp(), log_p_k.exp_(), mass, alpha, calibrate)
+    log_p.add_(log_scale).scatter_(-1, index, log_q_y)
+    return scale, calibrated
 
 
 def loca_kd_loss(preds_S: Tensor,
@@ -243,14 +282,11 @@ def loca_kd_loss(preds_S: Tensor,
     ``softmax(preds_T / tau)`` and is detached. With ``calibrate='none'``
     this is Hinton's KD.
 
-    The KL is computed from per-sample sums, without forming ``q``: for
-    ``i != y`` ``q_i log(q_i / s_i) = s * p_i (log s + log(p_i / s_i))``, so
-
-        KL(q || s) = s * KL_nt + s * (1 - p_y) * log s + q_y log(q_y / s_y)
-
-    with ``KL_nt = sum_{i != y} p_i log(p_i / s_i)``, which costs the same
-    element-wise pass as plain KD. ``q`` is built only for the gradient,
-    in place in the buffer of the teacher's non-target probabilities.
+    ``q`` is built in the log domain, ``log q = log p + log s`` off the
+    label, so ``KL = sum q (log q - log s)`` needs no ``0 * log 0`` guard.
+    The student gradient has the closed form ``tau * (softmax(z_S) - q)``
+    per sample (``z_S = preds_S / tau``); it is computed here, with the loss,
+    and attached without an autograd graph.
 
     Args:
         preds_S (Tensor): student logits (..., C).
@@ -266,52 +302,39 @@ def loca_kd_loss(preds_S: Tensor,
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(alpha, tau, calibrate)
+    check_logits(preds_S, preds_T)
+    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
-    # Everything runs without autograd: the gradient has a closed form,
-    # tau * (softmax(z_S) - q) per kept sample, computed here and attached by
-    # _PrecomputedGradient. That saves the ~15 graph nodes a traced version
-    # records (their overhead dominates at small N x C) and keeps one
-    # (M, C) buffer for backward instead of two. The loss also runs on
-    # (tokens x vocab) logits, so every (M, C) buffer is dropped or reused
-    # in place as soon as it has served.
+    # No autograd inside: a traced version records ~15 graph nodes whose
+    # overhead dominates at small N x C, and keeps more (M, C) buffers for
+    # backward. The loss also runs on (tokens x vocab) logits, so each
+    # (M, C) buffer is reused in place once it has served.
     with torch.no_grad():
-        z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
-                                          ignore_index, check_range)
-        log_s = torch.log_softmax(z_S, dim=-1)
-        del z_S
-        log_p = torch.log_softmax(z_T, dim=-1)
-        del z_T
-        log_p_y = log_p.gather(-1, index).squeeze(-1)
-        # Zero the label column in place: what remains is the non-target
-        # part, whose sum is 1 - p_y without cancellation when p_y ~ 1.
-        p_non_target = log_p.exp().scatter_(-1, index, 0.0)
-        # sum_{i != y} p_i log(p_i / s_i), in log_p's own buffer: log_p is
-        # finite and p is 0 at the label, so the label adds nothing.
-        kl_non_target = log_p.sub_(log_s).mul_(p_non_target).sum(-1)
-        del log_p
-        mass_non_target = p_non_target.sum(-1)
-        scale, calibrated = calibration_scale(log_p_y.exp(),
-                                              p_non_target.amax(-1),
-                                              mass_non_target, alpha,
-                                              calibrate)
-        q_y = torch.where(calibrated, 1.0 - scale * mass_non_target,
-                          log_p_y.exp())
-        log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
-        per_sample = (scale * kl_non_target +
-                      scale * mass_non_target * scale.log() + q_y *
-                      (log_q_y - log_s.gather(-1, index).squeeze(-1)))
-        loss = _batch_mean(per_sample, valid, tau)
+        index = labels.unsqueeze(-1)
+        weights = _sample_weights(valid, ignore_index, tau)
+        log_s = _log_softmax(preds_S, tau)
+        log_q = _log_softmax(preds_T, tau)
+        scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
+        weighted_q = log_q.exp().mul_(weights)
+        loss = log_q.sub_(log_s).mul_(weighted_q).sum()
+        del log_q
         if needs_grad:
-            q = p_non_target.mul_(scale.unsqueeze(-1)).scatter_(
-                -1, index, q_y.unsqueeze(-1))
-            grad = log_s.exp_().sub_(q)
-            del q, p_non_target
-            count = valid.sum().clamp_min(1)
-            grad.mul_((valid * (tau / count)).unsqueeze(-1))
-            grad = grad.view(preds_S.shape).to(preds_S.dtype)
-    if needs_grad:
+            grad = log_s.exp_().mul_(weights).sub_(weighted_q).div_(tau)
+    return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
+                           calibrated, valid, ignore_index)
+
+
+def _distill_result(preds_S: Tensor, loss: Tensor, grad: Optional[Tensor],
+                    scale: Tensor, calibrated: Tensor, valid: Tensor,
+                    ignore_index: Optional[int]) -> DistillLoss:
+    """Attach the precomputed student gradient and flatten the details."""
+    if grad is not None:
+        grad = grad.view(preds_S.shape).to(preds_S.dtype)
         loss = _PrecomputedGradient.apply(preds_S, loss, grad)
-    return DistillLoss(loss, scale, calibrated & valid, valid)
+    calibrated = calibrated.view(-1)
+    if ignore_index is not None:
+        calibrated = calibrated & valid
+    return DistillLoss(loss, scale.view(-1), calibrated, valid)
 
 
 class _PrecomputedGradient(torch.autograd.Function):
@@ -326,6 +349,33 @@ class _PrecomputedGradient(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor):
         grad, = ctx.saved_tensors
         return grad * grad_loss.to(grad.dtype), None, None
+
+
+# Stands in for the label's logit in the softmax over non-target classes:
+# exp() turns it into an exact 0, and unlike -inf it cancels to 0 (not NaN)
+# where student and teacher log-probabilities are subtracted.
+_EXCLUDED_LOGIT = torch.finfo(torch.float32).min
+
+
+def _loca_binary_(log_binary_T: Tensor, top_gap: Tensor, alpha: float,
+                  calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
+    """LoCa on the teacher's [target, non-target] log-probabilities (M, 2).
+
+    ``top_gap`` is ``z_k - z_y``, the teacher's largest non-target logit
+    minus the label's, (M, 1). Returns the calibrated log-probabilities,
+    ``s`` and the calibrated mask.
+    """
+    if calibrate == 'none':
+        ones = torch.ones_like(top_gap)
+        return log_binary_T, ones, torch.zeros_like(ones, dtype=torch.bool)
+    log_p_y, log_mass = log_binary_T.split(1, -1)
+    p_y, mass = log_binary_T.exp().split(1, -1)
+    # p_k = p_y * exp(z_k - z_y): p_k >= p_y exactly where z_k >= z_y, so a
+    # tie between the label and another class is calibrated as defined.
+    p_k = log_p_y.add(top_gap).exp_()
+    scale, calibrated, log_scale, log_q_y = _loca_row_terms(
+        p_y, p_k, mass, alpha, calibrate)
+    return torch.cat((log_q_y, log_mass + log_scale), -1), scale, calibrated
 
 
 def dkd_loss(preds_S: Tensor,
@@ -346,8 +396,14 @@ def dkd_loss(preds_S: Tensor,
     classes. LoCa keeps the ratios among non-target classes, so NCKD is the
     same with or without calibration; only TCKD sees the calibrated ``q_y``.
 
-    Everything is computed from log-sum-exps of the logits, so a teacher that
-    is (numerically) one-hot on the label gives finite values.
+    Both parts come from the softmax over the non-target classes and the
+    two log-sum-exps of each row, so a teacher that is (numerically) one-hot
+    on the label gives finite values. The student gradient has a closed
+    form, per sample and w.r.t. ``z_S = preds_S / tau``: at the label
+    ``alpha * (s_y - q_y)``, elsewhere
+    ``s'_i * (alpha * (s_nt - q_nt) + beta) - beta * p'_i``, with ``'`` the
+    non-target softmaxes and ``_nt`` the non-target masses. It is computed
+    here, with the loss, and attached without an autograd graph.
 
     Args:
         preds_S (Tensor): student logits (..., C).
@@ -366,36 +422,48 @@ def dkd_loss(preds_S: Tensor,
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(loca_alpha, tau, calibrate)
-    z_S, z_T, index, valid = _flatten(preds_S, preds_T, target, tau,
-                                      ignore_index, check_range)
-    z_S_non_target = z_S.scatter(-1, index, float('-inf'))
-    z_T_non_target = z_T.scatter(-1, index, float('-inf'))
-    lse_S, lse_T = z_S.logsumexp(-1), z_T.logsumexp(-1)
-    lse_S_nt = z_S_non_target.logsumexp(-1)
-    lse_T_nt = z_T_non_target.logsumexp(-1)
-
-    # Teacher binary distribution [p_y, 1 - p_y], calibrated if asked.
-    log_p_y = z_T.gather(-1, index).squeeze(-1) - lse_T
-    log_p_nt = lse_T_nt - lse_T
-    p_k = (z_T_non_target.amax(-1) - lse_T).exp()
-    scale, calibrated = calibration_scale(log_p_y.exp(), p_k, log_p_nt.exp(),
-                                          loca_alpha, calibrate)
-    log_q_nt = log_p_nt + scale.log()
-    q_nt = log_q_nt.exp()
-    q_y = torch.where(calibrated, 1.0 - q_nt, log_p_y.exp())
-    log_q_y = torch.where(calibrated, q_y.log(), log_p_y)
-    log_s_y = z_S.gather(-1, index).squeeze(-1) - lse_S
-    log_s_nt = lse_S_nt - lse_S
-    tckd = q_y * (log_q_y - log_s_y) + q_nt * (log_q_nt - log_s_nt)
-
-    # KL over non-target classes: sum_i p'_i (z_T,i - z_S,i) - lse_T' + lse_S'
-    # with p' = softmax over non-targets (0 at the label, so the label's
-    # finite logit difference contributes nothing).
-    p_nt = (z_T_non_target - lse_T_nt.unsqueeze(-1)).exp()
-    nckd = (p_nt * (z_T - z_S)).sum(-1) - lse_T_nt + lse_S_nt
-    per_sample = alpha * tckd + beta * nckd
-    return DistillLoss(
-        _batch_mean(per_sample, valid, tau), scale, calibrated & valid, valid)
+    check_logits(preds_S, preds_T)
+    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
+    needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
+    num_classes = preds_S.shape[-1]
+    with torch.no_grad():
+        weights = _sample_weights(valid, ignore_index, tau)
+        # Student (0) and teacher (1) stacked: every step below is one
+        # operator call for both, which is what costs at small N x C.
+        logits = torch.stack((preds_S.reshape(-1, num_classes),
+                              preds_T.reshape(-1, num_classes))).float()
+        if tau != 1.0:
+            logits.div_(tau)
+        index = labels.view(1, -1, 1).expand(2, -1, -1)
+        logit_y = logits.gather(-1, index)
+        log_nt = logits.scatter_(-1, index, _EXCLUDED_LOGIT).log_softmax(-1)
+        # The log-sum-exp over the non-target classes: their largest logit
+        # minus its log-share of the non-target softmax.
+        top_logit = logits.amax(-1, keepdim=True)
+        lse_nt = top_logit - log_nt.amax(-1, keepdim=True)
+        del logits
+        log_binary_S, log_binary_T = torch.cat((logit_y, lse_nt),
+                                               -1).log_softmax(-1)
+        log_q_binary, scale, calibrated = _loca_binary_(
+            log_binary_T, top_logit[1] - logit_y[1], loca_alpha, calibrate)
+        q_binary = log_q_binary.exp()
+        tckd = (log_q_binary - log_binary_S).mul_(q_binary).sum(-1, True)
+        log_nt_S, log_nt_T = log_nt
+        teacher_nt = log_nt_T.exp()  # p'
+        nckd = log_nt_T.sub_(log_nt_S).mul_(teacher_nt).sum(-1, True)
+        loss = tckd.mul_(alpha).add_(nckd, alpha=beta).mul_(weights).sum()
+        if needs_grad:
+            student_nt = log_nt_S.exp_()  # s'
+            gap_y, gap_non_target = log_binary_S.exp().sub_(q_binary).split(
+                1, -1)
+            # Built in the buffer of p': log_nt's (2, M, C) buffer is freed
+            # on return, and only this (M, C) one is kept for backward.
+            grad = teacher_nt.mul_(-beta).addcmul_(
+                student_nt, gap_non_target.mul(alpha).add_(beta))
+            grad.scatter_(-1, index[0], gap_y.mul_(alpha))
+            grad.mul_(weights / tau)
+    return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
+                           calibrated, valid, ignore_index)
 
 
 class _ChunkedLoss(torch.autograd.Function):

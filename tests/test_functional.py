@@ -163,34 +163,91 @@ def test_plain_kd_mode_equals_hinton_kd():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('loss_fn', [LF.loca_kd_loss, LF.dkd_loss])
-def test_gradient_reaches_student_only_and_matches_autograd64(loss_fn):
-    zs = _logits((16, 10), 11).requires_grad_()
-    zt = _logits((16, 10), 12).requires_grad_()
-    labels = torch.randint(0, 10, (16, ))
-    loss_fn(zs, zt, labels, calibrate='wrong').loss.backward()
-    assert zt.grad is None
-    # Gradient of the student equals autograd through the float64 formula.
-    zs64 = zs.detach().double().requires_grad_()
-    tau, alpha = 4.0, 0.9
-    q = LF.loca_calibrate(torch.softmax(zt.detach().double() / tau, -1),
-                          labels, alpha, 'wrong').probs
-    if loss_fn is LF.loca_kd_loss:
-        ref = (q * (q.log() - F.log_softmax(zs64 / tau, -1))).sum(-1).mean()
-        ref = ref * tau**2
+@st.composite
+def distillation_batches(draw):
+    """Student and teacher logits on a grid (so that ties between classes
+    are exact in float32 and float64 alike), labels, some of them ignored."""
+    rows = draw(st.integers(1, 10))
+    classes = draw(st.integers(2, 16))
+    step = draw(st.sampled_from([0.25, 1.0, 4.0]))
+    grid = arrays(np.int64, (rows, classes), elements=st.integers(-24, 24))
+    zs, zt = draw(grid) * step, draw(grid) * step
+    labels = draw(
+        arrays(np.int64, (rows, ), elements=st.integers(0, classes - 1)))
+    ignored = draw(arrays(np.bool_, (rows, ))) & draw(st.booleans())
+    labels[ignored] = -100
+    return (torch.from_numpy(zs), torch.from_numpy(zt),
+            torch.from_numpy(labels))
+
+
+def reference_loss64(kind, zs64, zt64, labels, tau, alpha, beta, mode):
+    """The loss in float64 autograd, with q materialised by loca_calibrate
+    (itself checked against the row-wise definition above) and every
+    distribution normalised in the log domain, so that saturated rows do not
+    cancel to 0 / 0."""
+    keep = labels != -100
+    target = labels.clamp_min(0)
+    q = LF.loca_calibrate(torch.softmax(zt64 / tau, -1), target, alpha,
+                          mode).probs
+    log_q, log_s = q.log(), F.log_softmax(zs64 / tau, -1)
+    if kind == 'kd':
+        per_sample = (q * (log_q - log_s)).sum(-1)
     else:
-        s = F.softmax(zs64 / tau, -1)
-        gt = F.one_hot(labels, 10).bool()
-        bq = torch.stack([q[gt], 1 - q[gt]], -1)
-        bs = torch.stack([s[gt], 1 - s[gt]], -1)
-        tckd = (bq * (bq.log() - bs.log())).sum(-1)
-        qn = q[~gt].view(16, 9) / (1 - q[gt])[:, None]
-        sn = s[~gt].view(16, 9) / (1 - s[gt])[:, None]
-        nckd = (qn * (qn.log() - sn.log())).sum(-1)
-        ref = (tckd + 8.0 * nckd).mean() * tau**2
+        label = F.one_hot(target, zs64.shape[-1]).bool()
+
+        def split(log_dist):
+            log_nt = log_dist.masked_fill(label, float('-inf'))
+            log_mass = log_nt.logsumexp(-1, keepdim=True)
+            binary = torch.cat((log_dist[label][:, None], log_mass), -1)
+            return binary, (log_nt - log_mass).masked_fill(label, 0.0)
+
+        (bq, nq), (bs, ns) = split(log_q), split(log_s)
+        tckd = (bq.exp() * (bq - bs)).sum(-1)
+        nckd = (nq.exp().masked_fill(label, 0.0) * (nq - ns)).sum(-1)
+        per_sample = tckd + beta * nckd  # TCKD weight 1
+    return (per_sample * keep).sum() / keep.sum().clamp_min(1) * tau**2
+
+
+@settings(max_examples=120, deadline=None)
+@given(batch=distillation_batches(),
+       tau=st.sampled_from([0.5, 1.0, 4.0]),
+       alpha=st.floats(0.05, 0.95),
+       beta=st.sampled_from([0.5, 8.0]),
+       mode=st.sampled_from(['wrong', 'margin', 'none']),
+       kind=st.sampled_from(['kd', 'dkd']))
+def test_loss_gradient_and_scale_match_float64(batch, tau, alpha, beta, mode,
+                                               kind):
+    zs64, zt64, labels = batch
+    zs = zs64.float().requires_grad_()
+    zt = zt64.float().requires_grad_()
+    if kind == 'kd':
+        out = LF.loca_kd_loss(zs, zt, labels, tau, alpha, mode, -100)
+    else:
+        out = LF.dkd_loss(zs, zt, labels, tau, 1.0, beta, alpha, mode, -100)
+    out.loss.backward()
+    assert zt.grad is None  # the teacher is detached
+    zs64.requires_grad_()
+    ref = reference_loss64(kind, zs64, zt64, labels, tau, alpha, beta, mode)
     ref.backward()
+    assert out.loss.item() == pytest.approx(ref.item(), rel=2e-5, abs=1e-6)
     torch.testing.assert_close(zs.grad.double(), zs64.grad, rtol=1e-4,
                                atol=1e-6)
+    # Per sample: the same samples calibrated as by the definition, with
+    # the same s, and s exactly 1 elsewhere.
+    keep = labels != -100
+    assert torch.equal(out.valid, keep)
+    probs = torch.softmax(zt64 / tau, -1)
+    for i in range(len(labels)):
+        if not keep[i]:
+            assert not out.calibrated[i]
+            continue
+        _, s, changed = calibrate_row(probs[i].numpy(), int(labels[i]),
+                                      alpha, mode)
+        assert bool(out.calibrated[i]) == changed
+        if changed:
+            assert out.scale[i].item() == pytest.approx(s, rel=1e-5)
+        else:
+            assert out.scale[i].item() == 1.0
 
 
 def test_nckd_is_unchanged_by_calibration():
