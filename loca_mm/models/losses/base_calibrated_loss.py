@@ -2,10 +2,23 @@
 from typing import Optional
 
 import torch
-from mmengine.logging import MessageHub
+from mmengine.logging import HistoryBuffer, MessageHub
 from torch import Tensor, nn
 
 from loca_mm.functional import DistillLoss
+
+# mmengine's HistoryBuffer copies its whole history on every update
+# (np.append), so an unbounded one costs O(iterations) per iteration: 4 us
+# at 1k values, 0.4 ms at 100k. The calibration scalars keep the last 10k,
+# more than any smoothing window of the LogProcessor needs (10 iterations
+# by default; an ImageNet epoch at batch 256 is 5k).
+STATS_HISTORY_LENGTH = 10_000
+
+
+def _update_scalar(hub: MessageHub, key: str, value: float) -> None:
+    if key not in hub.log_scalars:
+        hub.log_scalars[key] = HistoryBuffer(max_length=STATS_HISTORY_LENGTH)
+    hub.update_scalar(key, value)
 
 
 def log_calibration_stats(result: DistillLoss) -> None:
@@ -24,15 +37,14 @@ def log_calibration_stats(result: DistillLoss) -> None:
         result (DistillLoss): output of a functional loss.
     """
     calibrated = result.calibrated
-    num_valid, num_calibrated, scale_sum = torch.stack([
-        result.valid.sum().float(),
-        calibrated.sum().float(),
-        (result.scale.detach() * calibrated).sum(),
-    ]).tolist()
+    num_valid, num_calibrated, scale_sum = torch.stack(
+        (result.valid, calibrated,
+         result.scale.detach() * calibrated)).sum(-1).tolist()
     hub = MessageHub.get_current_instance()
-    hub.update_scalar('train/loca_ratio', num_calibrated / max(num_valid, 1.0))
+    _update_scalar(hub, 'train/loca_ratio',
+                   num_calibrated / max(num_valid, 1.0))
     if num_calibrated > 0:
-        hub.update_scalar('train/loca_scale', scale_sum / num_calibrated)
+        _update_scalar(hub, 'train/loca_scale', scale_sum / num_calibrated)
 
 
 class BaseCalibratedLoss(nn.Module):
@@ -61,8 +73,19 @@ class BaseCalibratedLoss(nn.Module):
         self.check_labels = check_labels
         self.log_stats = log_stats
 
-    def weighted(self, result: DistillLoss) -> Tensor:
-        """Log the calibration statistics and weight the loss."""
+    def weighted(self, result: DistillLoss, factor: float = 1.0) -> Tensor:
+        """Log the calibration statistics and weight the loss.
+
+        Args:
+            result (DistillLoss): output of a functional loss.
+            factor (float): a further weight (DKD's warm-up).
+
+        Returns:
+            Tensor: ``factor * loss_weight * result.loss``.
+        """
         if self.log_stats and self.training and self.calibrate != 'none':
             log_calibration_stats(result)
-        return self.loss_weight * result.loss
+        weight = factor * self.loss_weight
+        # Multiplying by 1 changes nothing but adds an autograd node, a
+        # measurable share of the loss's time at small N x C.
+        return result.loss if weight == 1.0 else weight * result.loss

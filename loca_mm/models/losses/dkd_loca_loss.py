@@ -100,7 +100,7 @@ class DKDLoCaLoss(BaseCalibratedLoss):
             calibrate=self.calibrate,
             ignore_index=self.ignore_index,
             check_range=self.check_labels)
-        return self.warmup_factor() * self.weighted(result)
+        return self.weighted(result, self.warmup_factor())
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, beta={self.beta}, '
