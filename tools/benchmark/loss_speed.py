@@ -228,7 +228,14 @@ def benchmark_losses(shape: Tuple[int, int], device: torch.device,
         for name, loss in loss_zoo().items()
     }
     samples = interleaved_samples(runs, device, clock, repeats, warmup)
-    memory = {name: peak_memory(run, device) for name, run in runs.items()}
+    memory = {}
+    for name, run in runs.items():
+        # Free the previous call's gradient before profiling: a block
+        # allocated before the profiler started and freed under it has no
+        # known size in the memory timeline, which then undercounts the
+        # peak by as much (a whole (N, C) buffer).
+        preds_S.grad = None
+        memory[name] = peak_memory(run, device)
     return dict(
         shape=list(shape),
         seconds={
