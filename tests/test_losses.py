@@ -177,6 +177,28 @@ def test_training_logs_calibration_ratio_and_scale():
     assert mean_s < 0.9  # wrong samples: s = alpha / (1 - p_y + p_k) < alpha
 
 
+def test_calibration_scalars_keep_a_bounded_history(monkeypatch):
+    # mmengine's HistoryBuffer copies its whole history on every update;
+    # the calibration scalars keep only the last values, and their
+    # smoothed mean is still the mean of the last iterations.
+    from loca_mm.models.losses import base_calibrated_loss
+    monkeypatch.setattr(base_calibrated_loss, 'STATS_HISTORY_LENGTH', 5)
+    hub = MessageHub.get_instance('test_bounded_history')
+    loss = build('LoCaLoss', tau=1.0)
+    loss.train()
+    ratios = []
+    for seed in range(8):
+        zs, zt, y = batch(n=32, seed=seed)
+        loss(zs, zt, y)
+        calibrated = LF.loca_kd_loss(zs, zt, y, 1.0, 0.9).calibrated
+        ratios.append(calibrated.float().mean().item())
+    history = hub.get_scalar('train/loca_ratio')
+    logged, _ = history.data
+    assert len(logged) == 5
+    assert logged.tolist() == pytest.approx(ratios[-5:])
+    assert history.mean(3) == pytest.approx(sum(ratios[-3:]) / 3)
+
+
 def test_warmup_reads_the_epoch_from_message_hub():
     hub = MessageHub.get_instance('test_dkd_warmup')
     loss = build('DKDLoCaLoss', warmup_epochs=20, calibrate='none')
