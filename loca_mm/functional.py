@@ -259,11 +259,12 @@ def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
     # The label column is overwritten with log q_y below; -inf until then
     # keeps it out of the maximum and out of log p + log s.
     log_p_k = log_p.scatter_(-1, index, float('-inf')).amax(-1, keepdim=True)
-    # 1 - p_y from expm1 is accurate wherever a sample can be calibrated
-    # (there 1 - p_y >= 1/2, or > alpha / 2 for 'margin').
-    mass = torch.expm1(log_p_y).neg_()
+    p_y = log_p_y.exp()
+    # 1 - p_y cancels only where p_y ~ 1, and there the sample is not
+    # calibrated: 'wrong' needs 1 - p_y >= p_k >= p_y, 'margin'
+    # 1 - p_y > alpha / 2. Uncalibrated samples keep q_y = p_y exactly.
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        log_p_y.exp(), log_p_k.exp_(), mass, alpha, calibrate)
+        p_y, log_p_k.exp_(), 1.0 - p_y, alpha, calibrate)
     log_p.add_(log_scale).scatter_(-1, index, log_q_y)
     return scale, calibrated
 
