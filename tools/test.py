@@ -13,7 +13,8 @@ import os.path as osp
 # loca_mm first, for the same reasons as in tools/train.py.
 import loca_mm  # noqa: F401,I001
 from loca_mm.utils import (add_launcher_args, build_runner,
-                           export_local_rank, prepare_distributed_env)
+                           export_local_rank, prepare_distributed_env,
+                           release_process_group)
 import mmengine
 from mmengine.config import Config
 
@@ -65,8 +66,10 @@ def main() -> None:
     # config, say) would load nothing and be evaluated with random weights.
     runner.load_checkpoint(args.checkpoint, strict=True)
     metrics = runner.test()
+    del runner  # before the process group it holds
     if args.out:
         mmengine.dump(metrics, args.out)
+    release_process_group()
 
 
 if __name__ == '__main__':

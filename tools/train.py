@@ -16,7 +16,8 @@ import os.path as osp
 # config works with or without ``custom_imports``.
 import loca_mm  # noqa: F401,I001
 from loca_mm.utils import (add_launcher_args, build_runner,
-                           export_local_rank, prepare_distributed_env)
+                           export_local_rank, prepare_distributed_env,
+                           release_process_group)
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -111,8 +112,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
-    runner.train()
+    build_runner(cfg).train()
+    release_process_group()
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ config, where the dumped config shows them:
 part is fixed in :func:`loca_mm.compat.fix_cpu_init_dist`.)
 """
 import argparse
+import gc
 import os
 
 import torch
@@ -120,3 +121,21 @@ def build_runner(cfg: Config):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def release_process_group() -> None:
+    """Tear down a distributed run's process group before the interpreter
+    exits; a no-op otherwise.
+
+    Left to interpreter exit, the process group and the DDP wrapper that
+    holds it are destroyed in no set order with the rest of the C++ state,
+    and gloo's worker threads then abort a run that has finished its work
+    ('terminate called without an active exception', exit code -6) now and
+    then. Call it once the runner is no longer referenced: the collection
+    below frees the runner (it sits in reference cycles) and its DDP
+    wrapper first.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
