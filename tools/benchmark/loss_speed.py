@@ -1,7 +1,8 @@
 """Time and memory of LoCa's losses against the plain ones they extend.
 
     python tools/benchmark/loss_speed.py [--shapes 64x100 256x1000 4096x32000]
-        [--device cpu|cuda] [--repeats 15] [--warmup 3] [--out FILE.json]
+        [--device cpu|cuda] [--threads N] [--clock wall|cpu|user]
+        [--repeats 15] [--warmup 3] [--out FILE.json]
         [--iteration-configs NAME=KD_CONFIG,LOCA_CONFIG ...]
 
 1. Loss forward + backward, float32 logits (N, C), integer labels:
@@ -16,6 +17,8 @@
    the call often enough to last at least 20 ms. ``--clock cpu`` (with
    ``--threads 1``) measures the process's CPU time instead of wall time:
    on a shared machine, time spent waiting for a core is then not counted.
+   ``--clock user`` counts its user part only, leaving out the kernel's
+   page faults on fresh buffers, which dominate and vary at large shapes.
 2. Peak memory of one forward + backward above what the inputs hold: on
    a GPU ``torch.cuda.max_memory_allocated``; on a CPU the same quantity
    from PyTorch's profiler memory timeline (every tensor allocation and
