@@ -83,6 +83,11 @@ def check_calibration_args(alpha: float, tau: float, calibrate: str) -> None:
                          f'got {calibrate!r}')
 
 
+def _uncalibrated(like: Tensor) -> tuple[Tensor, Tensor]:
+    """``s = 1`` and an all-False calibrated mask, shaped like ``like``."""
+    return torch.ones_like(like), torch.zeros_like(like, dtype=torch.bool)
+
+
 def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
                       alpha: float, calibrate: str) -> tuple[Tensor, Tensor]:
     """The LoCa factor ``s`` per sample, from three per-sample probabilities.
@@ -101,7 +106,7 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
         bool mask of calibrated samples.
     """
     if calibrate == 'none':
-        return torch.ones_like(p_y), torch.zeros_like(p_y, dtype=torch.bool)
+        return _uncalibrated(p_y)
     # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
     # is one-hot on the label. Such a sample is never calibrated (p_k < p_y,
     # and alpha * inf is not < 1), so where() drops the infinite factor.
@@ -208,6 +213,14 @@ def check_logits(preds_S: Tensor, preds_T: Tensor) -> None:
                          f'and {preds_T.dtype}')
 
 
+def _checked_targets(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                     ignore_index: Optional[int],
+                     check_range: bool) -> tuple[Tensor, Tensor]:
+    """:func:`check_logits`, then :func:`prepare_targets` for the student."""
+    check_logits(preds_S, preds_T)
+    return prepare_targets(preds_S, target, ignore_index, check_range)
+
+
 def _log_softmax(preds: Tensor, tau: float) -> Tensor:
     """``log_softmax(preds / tau)`` over the last dimension as (M, C), in
     float32: exp and log of a half-precision probability near 0 or 1 would
@@ -253,8 +266,7 @@ def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
     (``s = 1``) keep ``log p`` exactly there.
     """
     if calibrate == 'none':
-        ones = torch.ones_like(log_p[:, :1])
-        return ones, torch.zeros_like(ones, dtype=torch.bool)
+        return _uncalibrated(log_p[:, :1])
     log_p_y = log_p.gather(-1, index)
     # The label column is overwritten with log q_y below; -inf until then
     # keeps it out of the maximum and out of log p + log s.
@@ -303,8 +315,8 @@ def loca_kd_loss(preds_S: Tensor,
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(alpha, tau, calibrate)
-    check_logits(preds_S, preds_T)
-    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
+    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
+                                     check_range)
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
     # No autograd inside: a traced version records ~15 graph nodes whose
     # overhead dominates at small N x C, and keeps more (M, C) buffers for
@@ -367,8 +379,7 @@ def _loca_binary_(log_binary_T: Tensor, top_gap: Tensor, alpha: float,
     ``s`` and the calibrated mask.
     """
     if calibrate == 'none':
-        ones = torch.ones_like(top_gap)
-        return log_binary_T, ones, torch.zeros_like(ones, dtype=torch.bool)
+        return (log_binary_T, *_uncalibrated(top_gap))
     log_p_y, log_mass = log_binary_T.split(1, -1)
     p_y, mass = log_binary_T.exp().split(1, -1)
     # p_k = p_y * exp(z_k - z_y): p_k >= p_y exactly where z_k >= z_y, so a
@@ -423,8 +434,8 @@ def dkd_loss(preds_S: Tensor,
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(loca_alpha, tau, calibrate)
-    check_logits(preds_S, preds_T)
-    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
+    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
+                                     check_range)
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
     num_classes = preds_S.shape[-1]
     with torch.no_grad():
@@ -546,8 +557,8 @@ def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
     """
     if chunk_size < 1:
         raise ValueError(f'chunk_size must be >= 1, got {chunk_size!r}')
-    check_logits(preds_S, preds_T)
-    labels, valid = prepare_targets(preds_S, target, ignore_index, check_range)
+    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
+                                     check_range)
     if ignore_index is not None:
         # prepare_targets zeroes ignored labels; each chunk must see them.
         labels = labels.masked_fill(~valid, ignore_index)
