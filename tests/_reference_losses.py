@@ -56,9 +56,10 @@ def loca_kd_reference(logits_s, logits_t, labels, tau, alpha, mode,
     return tau**2 * total / max(count, 1)
 
 
-def dkd_reference(logits_s, logits_t, labels, tau, alpha, beta, loca_alpha,
-                  mode, ignore_index=None):
-    """tau^2 * mean(alpha * TCKD + beta * NCKD) on the calibrated teacher."""
+def dkd_reference(logits_s, logits_t, labels, tau, tckd_weight, nckd_weight,
+                  alpha, mode, ignore_index=None):
+    """tau^2 * mean(tckd_weight * TCKD + nckd_weight * NCKD) on the
+    teacher calibrated with LoCa's alpha."""
     c = np.shape(logits_s)[-1]
     zs = np.asarray(logits_s, dtype=np.float64).reshape(-1, c)
     zt = np.asarray(logits_t, dtype=np.float64).reshape(-1, c)
@@ -69,11 +70,11 @@ def dkd_reference(logits_s, logits_t, labels, tau, alpha, beta, loca_alpha,
             continue
         y = int(y)
         q, _, _ = calibrate_row(
-            softmax64(row_t, tau), y, loca_alpha, mode)
+            softmax64(row_t, tau), y, alpha, mode)
         s = softmax64(row_s, tau)
         tckd = kl([q[y], 1.0 - q[y]], [s[y], 1.0 - s[y]])
         q_nt, s_nt = np.delete(q, y), np.delete(s, y)
         nckd = kl(q_nt / q_nt.sum(), s_nt / s_nt.sum())
-        total += alpha * tckd + beta * nckd
+        total += tckd_weight * tckd + nckd_weight * nckd
         count += 1
     return tau**2 * total / max(count, 1)

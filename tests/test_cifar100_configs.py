@@ -47,7 +47,7 @@ PAIRS = {
         beta=8.0, lr=0.01, top1=(79.42, 71.82, 74.45, 77.07)),
 }
 SMALL_LR_MODELS = {'shufflev1', 'shufflev2', 'mobilenetv2'}
-# KD: CE 0.1, KD 0.9, tau 4. DKD: CE 1, alpha 1, tau 4, warm-up 20 epochs.
+# KD: CE 0.1, KD 0.9, tau 4. DKD: CE 1, TCKD 1, tau 4, warm-up 20 epochs.
 # LoCa and DKD+LoCa add calibration of the wrong samples with alpha 0.9.
 METHOD_LOSSES = {
     'kd': dict(ce=0.1, distill=dict(type='LoCaLoss', tau=4.0,
@@ -55,11 +55,12 @@ METHOD_LOSSES = {
     'loca': dict(ce=0.1, distill=dict(type='LoCaLoss', tau=4.0,
                                       loss_weight=0.9, calibrate='wrong',
                                       alpha=0.9)),
-    'dkd': dict(ce=1.0, distill=dict(type='DKDLoCaLoss', tau=4.0, alpha=1.0,
-                                     warmup_epochs=20, calibrate='none')),
+    'dkd': dict(ce=1.0, distill=dict(type='DKDLoCaLoss', tau=4.0,
+                                     tckd_weight=1.0, warmup_epochs=20,
+                                     calibrate='none')),
     'dkdloca': dict(ce=1.0, distill=dict(type='DKDLoCaLoss', tau=4.0,
-                                         alpha=1.0, warmup_epochs=20,
-                                         calibrate='wrong', loca_alpha=0.9)),
+                                         tckd_weight=1.0, warmup_epochs=20,
+                                         calibrate='wrong', alpha=0.9)),
 }
 
 
@@ -126,7 +127,7 @@ def test_pair_config_follows_the_recipe(pair, method):
     assert losses.loss_ce.loss_weight == METHOD_LOSSES[method]['ce']
     expected = dict(METHOD_LOSSES[method]['distill'])
     if method.startswith('dkd'):
-        expected['beta'] = PAIRS[pair]['beta']
+        expected['nckd_weight'] = PAIRS[pair]['beta']
     assert {k: losses.loss_distill.get(k) for k in expected} == expected
 
     optimizer = cfg.optim_wrapper.optimizer

@@ -140,7 +140,8 @@ def scalars(work_dir):
 
 LOSSES = {
     'loca': dict(type='LoCaLoss', tau=4.0, alpha=0.9, loss_weight=0.9),
-    'dkdloca': dict(type='DKDLoCaLoss', tau=4.0, beta=2.0, warmup_epochs=2),
+    'dkdloca': dict(type='DKDLoCaLoss', tau=4.0, nckd_weight=2.0,
+                    warmup_epochs=2),
 }
 
 

@@ -127,7 +127,7 @@ def test_dkd_loss_equals_float64_formula(tau, alpha, classes, mode, beta):
     zs, zt = _logits((64, classes), 3), _logits((64, classes), 4)
     labels = torch.randint(0, classes, (64, ),
                            generator=torch.Generator().manual_seed(5))
-    out = LF.dkd_loss(zs, zt, labels, tau, 1.0, beta, alpha, mode)
+    out = LF.dkd_loss(zs, zt, labels, tau, alpha, mode, nckd_weight=beta)
     ref = dkd_reference(zs, zt, labels, tau, 1.0, beta, alpha, mode)
     assert out.loss.item() == pytest.approx(ref, rel=2e-5, abs=1e-6)
 
@@ -142,10 +142,12 @@ def test_token_level_input_with_ignore_index(loss_fn):
     labels[0, :4] = -100
     labels[2, 5:] = -100
     if loss_fn == 'kd':
-        out = LF.loca_kd_loss(zs, zt, labels, 2.0, 0.9, 'wrong', -100)
+        out = LF.loca_kd_loss(zs, zt, labels, 2.0, 0.9, 'wrong',
+                              ignore_index=-100)
         ref = loca_kd_reference(zs, zt, labels, 2.0, 0.9, 'wrong', -100)
     else:
-        out = LF.dkd_loss(zs, zt, labels, 2.0, 1.0, 8.0, 0.9, 'wrong', -100)
+        out = LF.dkd_loss(zs, zt, labels, 2.0, 0.9, 'wrong',
+                          ignore_index=-100)
         ref = dkd_reference(zs, zt, labels, 2.0, 1.0, 8.0, 0.9, 'wrong',
                             -100)
     assert out.loss.item() == pytest.approx(ref, rel=2e-5)
@@ -221,9 +223,11 @@ def test_loss_gradient_and_scale_match_float64(batch, tau, alpha, beta, mode,
     zs = zs64.float().requires_grad_()
     zt = zt64.float().requires_grad_()
     if kind == 'kd':
-        out = LF.loca_kd_loss(zs, zt, labels, tau, alpha, mode, -100)
+        out = LF.loca_kd_loss(zs, zt, labels, tau, alpha, mode,
+                              ignore_index=-100)
     else:
-        out = LF.dkd_loss(zs, zt, labels, tau, 1.0, beta, alpha, mode, -100)
+        out = LF.dkd_loss(zs, zt, labels, tau, alpha, mode,
+                          nckd_weight=beta, ignore_index=-100)
     out.loss.backward()
     assert zt.grad is None  # the teacher is detached
     zs64.requires_grad_()
@@ -256,13 +260,16 @@ def test_nckd_is_unchanged_by_calibration():
     zs, zt = _logits((64, 10), 13), _logits((64, 10), 14)
     labels = torch.randint(0, 10, (64, ))
     nckd = [
-        LF.dkd_loss(zs, zt, labels, 4.0, 0.0, 1.0, 0.9, mode).loss
+        LF.dkd_loss(zs, zt, labels, 4.0, 0.9, mode, tckd_weight=0.0,
+                    nckd_weight=1.0).loss
         for mode in ('none', 'wrong', 'margin')
     ]
     torch.testing.assert_close(nckd[1], nckd[0])
     torch.testing.assert_close(nckd[2], nckd[0])
-    tckd_none = LF.dkd_loss(zs, zt, labels, 4.0, 1.0, 0.0, 0.9, 'none')
-    tckd_loca = LF.dkd_loss(zs, zt, labels, 4.0, 1.0, 0.0, 0.9, 'wrong')
+    tckd_none = LF.dkd_loss(zs, zt, labels, 4.0, 0.9, 'none',
+                            nckd_weight=0.0)
+    tckd_loca = LF.dkd_loss(zs, zt, labels, 4.0, 0.9, 'wrong',
+                            nckd_weight=0.0)
     assert tckd_loca.calibrated.any()
     assert abs(tckd_loca.loss.item() - tckd_none.loss.item()) > 1e-3
 

@@ -116,13 +116,13 @@ def test_config_follows_the_recipe(config):
     else:
         assert losses.loss_ce.loss_weight == 1.0
         assert distill.type == 'DKDLoCaLoss'
-        assert (distill.alpha, distill.warmup_epochs) == (1.0, 1)
-        assert distill.beta == (2.0 if student == 'mobilenetv1' else 0.5)
+        assert (distill.tckd_weight, distill.warmup_epochs) == (1.0, 1)
+        assert distill.nckd_weight == (2.0 if student == 'mobilenetv1' else
+                                       0.5)
         assert distill.calibrate == ('wrong' if method == 'dkdloca' else
                                      'none')
     if distill.calibrate == 'wrong':
-        assert distill.get('alpha' if method == 'loca' else 'loca_alpha') \
-            == 0.9
+        assert distill.alpha == 0.9
 
 
 def test_vanilla_mobilenetv1_follows_the_recipe():

@@ -37,7 +37,7 @@ def test_registered_modules_compute_the_documented_loss():
     loca = build('LoCaLoss', tau=2.0, alpha=0.8, loss_weight=0.9)
     ref = 0.9 * loca_kd_reference(zs.detach(), zt, y, 2.0, 0.8, 'wrong')
     assert loca(zs, zt, y).item() == pytest.approx(ref, rel=2e-5)
-    dkd = build('DKDLoCaLoss', tau=4.0, beta=2.0, loca_alpha=0.9,
+    dkd = build('DKDLoCaLoss', tau=4.0, nckd_weight=2.0, alpha=0.9,
                 calibrate='margin', loss_weight=0.5)
     ref = 0.5 * dkd_reference(zs.detach(), zt, y, 4.0, 1.0, 2.0, 0.9,
                               'margin')
@@ -60,7 +60,7 @@ def test_alpha_outside_open_unit_interval_is_refused(alpha):
     with pytest.raises(ValueError, match='alpha'):
         build('LoCaLoss', alpha=alpha)
     with pytest.raises(ValueError, match='alpha'):
-        build('DKDLoCaLoss', loca_alpha=alpha)
+        build('DKDLoCaLoss', alpha=alpha)
 
 
 @pytest.mark.parametrize('loss_type', LOSS_TYPES)
@@ -220,3 +220,24 @@ def test_warmup_without_an_epoch_is_an_error():
     loss = build('DKDLoCaLoss', warmup_epochs=5)
     with pytest.raises(RuntimeError, match='epoch'):
         loss(*batch())
+
+
+def test_dkd_loca_loss_takes_the_old_argument_names_with_a_warning():
+    zs, zt, y = batch()
+    new = build('DKDLoCaLoss', tckd_weight=0.5, nckd_weight=2.0, alpha=0.8)
+    with pytest.warns(FutureWarning, match='tckd_weight=0.5, '
+                      'nckd_weight=2.0, alpha=0.8'):
+        old = build('DKDLoCaLoss', alpha=0.5, beta=2.0, loca_alpha=0.8)
+    assert (old.alpha, old.tckd_weight, old.nckd_weight) == (0.8, 0.5, 2.0)
+    torch.testing.assert_close(old(zs, zt, y), new(zs, zt, y))
+    # beta alone: the old default TCKD weight 1 and LoCa alpha 0.9.
+    with pytest.warns(FutureWarning, match='nckd_weight=6.0'):
+        beta_only = build('DKDLoCaLoss', beta=6.0)
+    assert (beta_only.alpha, beta_only.tckd_weight,
+            beta_only.nckd_weight) == (0.9, 1.0, 6.0)
+
+
+def test_dkd_loca_loss_alpha_of_one_points_at_tckd_weight():
+    # alpha=1.0 was DKD's usual TCKD weight; it is now LoCa's alpha.
+    with pytest.raises(ValueError, match='tckd_weight'):
+        build('DKDLoCaLoss', alpha=1.0)

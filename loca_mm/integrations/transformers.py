@@ -64,10 +64,12 @@ class LoCaDistillArguments(TrainingArguments):
         metadata={'help': 'weight of the cross-entropy on response tokens'})
     kd_weight: float = field(
         default=0.5, metadata={'help': 'weight of the distillation term'})
-    dkd_alpha: float = field(
-        default=1.0, metadata={'help': "DKD's TCKD weight (distill_loss=dkd)"})
-    dkd_beta: float = field(
-        default=8.0, metadata={'help': "DKD's NCKD weight (distill_loss=dkd)"})
+    tckd_weight: float = field(
+        default=1.0,
+        metadata={'help': "DKD's TCKD weight, its alpha (distill_loss=dkd)"})
+    nckd_weight: float = field(
+        default=8.0,
+        metadata={'help': "DKD's NCKD weight, its beta (distill_loss=dkd)"})
     loss_chunk_size: int = field(
         default=256,
         metadata={
@@ -100,10 +102,10 @@ class LoCaDistillArguments(TrainingArguments):
         return functools.partial(
             LF.dkd_loss,
             tau=self.tau,
-            alpha=self.dkd_alpha,
-            beta=self.dkd_beta,
-            loca_alpha=self.alpha,
-            calibrate=self.calibrate)
+            alpha=self.alpha,
+            calibrate=self.calibrate,
+            tckd_weight=self.tckd_weight,
+            nckd_weight=self.nckd_weight)
 
 
 def next_token_labels(labels: Tensor,
@@ -326,13 +328,9 @@ class LoCaDistillTrainer(Trainer):
         return (result.loss, outputs) if return_outputs else result.loss
 
     def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
-        stats = torch.stack([
-            result.valid.sum().float(),
-            result.calibrated.sum().float(),
-            (result.scale * result.calibrated).sum().float(),
-        ])
-        self._loca_stats = stats if self._loca_stats is None else (
-            self._loca_stats + stats)
+        counts = LF.calibration_counts(result)
+        self._loca_stats = counts if self._loca_stats is None else (
+            self._loca_stats + counts)
 
     def log(self,
             logs: dict[str, float],
@@ -342,9 +340,6 @@ class LoCaDistillTrainer(Trainer):
         # ('eval_loss', 'train_loss') do not, and leave the sums alone.
         if 'loss' in logs and self._loca_stats is not None:
             totals = self.accelerator.reduce(self._loca_stats, reduction='sum')
-            num_tokens, num_corrected, scale_sum = totals.tolist()
-            logs['loca_ratio'] = num_corrected / max(num_tokens, 1.0)
-            if num_corrected > 0:
-                logs['loca_scale'] = scale_sum / num_corrected
+            logs.update(LF.calibration_summary(totals))
             self._loca_stats = None
         super().log(logs, start_time)

@@ -37,7 +37,7 @@ from loca_mm.functional import loca_calibrate
 from loca_mm.models.algorithms import load_teacher_strictly
 from mmpretrain.registry import MODELS
 
-LOCA_LOSSES = {'LoCaLoss': 'alpha', 'DKDLoCaLoss': 'loca_alpha'}
+LOCA_LOSSES = {'LoCaLoss': 'alpha', 'DKDLoCaLoss': 'alpha'}
 DEFAULTS = dict(tau=4.0, alpha=0.9, calibrate='wrong')
 
 

@@ -78,7 +78,8 @@ METHODS: Dict[str, Method] = {
     'dkd':
     Method('DKD (beta 2)', DISTILL + 'dkd_' + PAIR),
     'dkd-beta8':
-    Method('DKD (beta 8)', DISTILL + 'dkd_' + PAIR, (LOSS + 'beta=8.0', )),
+    Method('DKD (beta 8)', DISTILL + 'dkd_' + PAIR,
+           (LOSS + 'nckd_weight=8.0', )),
     'dkdloca':
     Method('DKD+LoCa (wrong, alpha 0.9)', DISTILL + 'dkdloca_' + PAIR),
 }

@@ -80,11 +80,11 @@ def loss_zoo() -> Dict[str, LossCall]:
         "LoCaLoss(calibrate='none')":
         LoCaLoss(tau=4.0, calibrate='none'),
         'DKD+LoCa':
-        DKDLoCaLoss(tau=4.0, beta=8.0),
+        DKDLoCaLoss(tau=4.0, nckd_weight=8.0),
         'DKD+LoCa, flags off':
-        DKDLoCaLoss(tau=4.0, beta=8.0, **NO_FLAGS),
+        DKDLoCaLoss(tau=4.0, nckd_weight=8.0, **NO_FLAGS),
         "DKDLoCaLoss(calibrate='none')":
-        DKDLoCaLoss(tau=4.0, beta=8.0, calibrate='none'),
+        DKDLoCaLoss(tau=4.0, nckd_weight=8.0, calibrate='none'),
     }
     zoo = {
         'mmrazor KLDivergence': lambda s, t, y: kd(s, t),

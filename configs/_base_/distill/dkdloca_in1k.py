@@ -6,4 +6,4 @@ _base_ = ['./dkd_in1k.py']
 model = dict(
     distiller=dict(
         distill_losses=dict(
-            loss_distill=dict(calibrate='wrong', loca_alpha=0.9))))
+            loss_distill=dict(calibrate='wrong', alpha=0.9))))

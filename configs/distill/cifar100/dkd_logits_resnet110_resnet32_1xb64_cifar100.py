@@ -8,6 +8,6 @@ model = dict(
     architecture=Config.fromfile(model_dir + 'resnet32.py').model,
     teacher=Config.fromfile(model_dir + 'resnet110.py').model,
     teacher_ckpt='checkpoints/cifar100/resnet110.pth',
-    # DKD's beta for this pair.
-    distiller=dict(distill_losses=dict(loss_distill=dict(beta=2.0))))
+    # DKD's beta (the NCKD weight) for this pair.
+    distiller=dict(distill_losses=dict(loss_distill=dict(nckd_weight=2.0))))
 del Config, model_dir

@@ -8,6 +8,6 @@ model = dict(
     architecture=Config.fromfile(model_dir + 'vgg8.py').model,
     teacher=Config.fromfile(model_dir + 'vgg13.py').model,
     teacher_ckpt='checkpoints/cifar100/vgg13.pth',
-    # DKD's beta for this pair.
-    distiller=dict(distill_losses=dict(loss_distill=dict(beta=6.0))))
+    # DKD's beta (the NCKD weight) for this pair.
+    distiller=dict(distill_losses=dict(loss_distill=dict(nckd_weight=6.0))))
 del Config, model_dir

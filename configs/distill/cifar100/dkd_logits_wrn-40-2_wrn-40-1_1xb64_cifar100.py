@@ -8,6 +8,6 @@ model = dict(
     architecture=Config.fromfile(model_dir + 'wrn_40_1.py').model,
     teacher=Config.fromfile(model_dir + 'wrn_40_2.py').model,
     teacher_ckpt='checkpoints/cifar100/wrn_40_2.pth',
-    # DKD's beta for this pair.
-    distiller=dict(distill_losses=dict(loss_distill=dict(beta=6.0))))
+    # DKD's beta (the NCKD weight) for this pair.
+    distiller=dict(distill_losses=dict(loss_distill=dict(nckd_weight=6.0))))
 del Config, model_dir

@@ -10,6 +10,6 @@ model = dict(
     teacher=Config.fromfile(model_dir + 'resnet50.py').model,
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/'
     'resnet50_8xb32_in1k_20210831-ea4938fc.pth',
-    # DKD's beta for this pair.
-    distiller=dict(distill_losses=dict(loss_distill=dict(beta=2.0))))
+    # DKD's beta (the NCKD weight) for this pair.
+    distiller=dict(distill_losses=dict(loss_distill=dict(nckd_weight=2.0))))
 del Config, model_dir

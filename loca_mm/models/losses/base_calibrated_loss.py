@@ -1,11 +1,11 @@
 """What the LoCa losses share: flags, calibration statistics, the weight."""
 from typing import Optional
 
-import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 from torch import Tensor, nn
 
-from loca_mm.functional import DistillLoss
+from loca_mm.functional import (DistillLoss, calibration_counts,
+                                calibration_summary)
 
 # mmengine's HistoryBuffer copies its whole history on every update
 # (np.append), so an unbounded one costs O(iterations) per iteration: 4 us
@@ -24,28 +24,23 @@ def _update_scalar(hub: MessageHub, key: str, value: float) -> None:
 def log_calibration_stats(result: DistillLoss) -> None:
     """Send how often LoCa changed the teacher, and how much, to MessageHub.
 
-    ``train/loca_ratio`` is the fraction of (non-ignored) samples whose
-    teacher distribution was calibrated; ``train/loca_scale`` the mean scale
-    ``s`` over those samples (skipped in an iteration with none, so the
-    smoothed value is not pulled towards 1). mmengine's LogProcessor prints
-    every ``train/`` scalar and forwards it to the visualizer backends. Both
-    keep their last :data:`STATS_HISTORY_LENGTH` values.
+    ``train/loca_ratio`` and ``train/loca_scale`` are those of
+    :func:`loca_mm.functional.calibration_summary` for this batch
+    (``loca_scale`` is skipped in an iteration with no calibrated sample, so
+    the smoothed value is not pulled towards 1). mmengine's LogProcessor
+    prints every ``train/`` scalar and forwards it to the visualizer
+    backends. Both keep their last :data:`STATS_HISTORY_LENGTH` values.
 
-    The three counts are read back together: one device synchronisation per
-    call. The losses take ``log_stats=False`` to skip it.
+    The counts are read back together: one device synchronisation per call.
+    The losses take ``log_stats=False`` to skip it.
 
     Args:
         result (DistillLoss): output of a functional loss.
     """
-    calibrated = result.calibrated
-    num_valid, num_calibrated, scale_sum = torch.stack(
-        (result.valid, calibrated,
-         result.scale.detach() * calibrated)).sum(-1).tolist()
     hub = MessageHub.get_current_instance()
-    _update_scalar(hub, 'train/loca_ratio',
-                   num_calibrated / max(num_valid, 1.0))
-    if num_calibrated > 0:
-        _update_scalar(hub, 'train/loca_scale', scale_sum / num_calibrated)
+    summary = calibration_summary(calibration_counts(result))
+    for name, value in summary.items():
+        _update_scalar(hub, f'train/{name}', value)
 
 
 class BaseCalibratedLoss(nn.Module):

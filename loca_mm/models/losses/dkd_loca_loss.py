@@ -1,4 +1,5 @@
 """Decoupled KD on a LoCa-calibrated teacher."""
+import warnings
 from typing import Optional
 
 from mmengine.logging import MessageHub
@@ -9,14 +10,34 @@ from mmrazor.registry import MODELS
 from .base_calibrated_loss import BaseCalibratedLoss
 
 
+def _renamed_dkd_args(old: dict) -> dict:
+    """Map the argument names of loca_mm < 0.2 onto today's.
+
+    Before, ``alpha`` was DKD's TCKD weight, ``beta`` its NCKD weight and
+    ``loca_alpha`` LoCa's alpha. A call that names ``beta`` or ``loca_alpha``
+    uses the old names throughout, its ``alpha`` included.
+    """
+    names = {'alpha': 'tckd_weight', 'beta': 'nckd_weight',
+             'loca_alpha': 'alpha'}
+    renamed = {names[k]: v for k, v in old.items()}
+    warnings.warn(
+        'DKDLoCaLoss: ' + ', '.join(f'{k}={v!r}' for k, v in old.items()) +
+        ' use the old argument names; write ' +
+        ', '.join(f'{k}={v!r}' for k, v in renamed.items()) +
+        " (alpha is LoCa's alpha in every loca_mm loss, DKD's weights are "
+        'tckd_weight and nckd_weight)', FutureWarning, stacklevel=3)
+    return renamed
+
+
 @MODELS.register_module()
 class DKDLoCaLoss(BaseCalibratedLoss):
     """DKD (Zhao et al., CVPR 2022) whose teacher is calibrated by LoCa.
 
-    ``loss = loss_weight * warmup * tau**2 * mean(alpha * TCKD + beta *
-    NCKD)``. LoCa scales all non-target probabilities by one factor, so the
-    teacher's distribution over non-target classes, and with it NCKD, is the
-    same as without calibration: only TCKD (target vs. non-target) sees the
+    ``loss = loss_weight * warmup * tau**2 * mean(tckd_weight * TCKD +
+    nckd_weight * NCKD)`` (DKD's alpha and beta are its two weights). LoCa
+    scales all non-target probabilities by one factor, so the teacher's
+    distribution over non-target classes, and with it NCKD, is the same as
+    without calibration: only TCKD (target vs. non-target) sees the
     calibrated ``q_y``.
 
     ``calibrate='none'`` is a correct plain DKD: averaged over the batch (so
@@ -25,9 +46,10 @@ class DKDLoCaLoss(BaseCalibratedLoss):
 
     Args:
         tau (float): temperature. Defaults to 4.0.
-        alpha (float): TCKD weight. Defaults to 1.0.
-        beta (float): NCKD weight. Defaults to 8.0.
-        loca_alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        alpha (float, optional): LoCa's alpha in (0, 1), as in ``LoCaLoss``.
+            Defaults to 0.9.
+        tckd_weight (float): TCKD weight (DKD's alpha). Defaults to 1.0.
+        nckd_weight (float): NCKD weight (DKD's beta). Defaults to 8.0.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
             Defaults to ``'wrong'``.
         warmup_epochs (int): the whole term ramps linearly over this many
@@ -40,28 +62,49 @@ class DKDLoCaLoss(BaseCalibratedLoss):
             synchronisation per call on GPU). Defaults to True.
         log_stats (bool): log ``loca_ratio``/``loca_scale`` during training.
             Defaults to True.
+        **renamed: ``beta`` and ``loca_alpha``, the names before loca_mm 0.2
+            (with them, ``alpha`` is the TCKD weight); a FutureWarning
+            says what to write instead.
     """
 
     def __init__(self,
                  tau: float = 4.0,
-                 alpha: float = 1.0,
-                 beta: float = 8.0,
-                 loca_alpha: float = 0.9,
+                 alpha: Optional[float] = None,
+                 tckd_weight: float = 1.0,
+                 nckd_weight: float = 8.0,
                  calibrate: str = 'wrong',
                  warmup_epochs: int = 0,
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
-                 log_stats: bool = True) -> None:
-        LF.check_calibration_args(loca_alpha, tau, calibrate)
+                 log_stats: bool = True,
+                 **renamed) -> None:
+        unknown = set(renamed) - {'beta', 'loca_alpha'}
+        if unknown:
+            raise TypeError('DKDLoCaLoss got unexpected arguments '
+                            f'{sorted(unknown)}')
+        if renamed:
+            old = renamed if alpha is None else {'alpha': alpha, **renamed}
+            new = _renamed_dkd_args(old)
+            alpha = new.get('alpha')
+            tckd_weight = new.get('tckd_weight', tckd_weight)
+            nckd_weight = new.get('nckd_weight', nckd_weight)
+        if alpha is None:
+            alpha = 0.9
+        elif not renamed and not 0.0 < alpha < 1.0:
+            raise ValueError(
+                f"DKDLoCaLoss: alpha={alpha!r} is LoCa's alpha and must lie "
+                "in (0, 1); DKD's TCKD weight (called alpha before loca_mm "
+                '0.2) is tckd_weight')
+        LF.check_calibration_args(alpha, tau, calibrate)
         if warmup_epochs < 0:
             raise ValueError(
                 f'warmup_epochs must be >= 0, got {warmup_epochs!r}')
         super().__init__(tau, calibrate, loss_weight, ignore_index,
                          check_labels, log_stats)
         self.alpha = alpha
-        self.beta = beta
-        self.loca_alpha = loca_alpha
+        self.tckd_weight = tckd_weight
+        self.nckd_weight = nckd_weight
         self.warmup_epochs = warmup_epochs
 
     def warmup_factor(self) -> float:
@@ -95,15 +138,16 @@ class DKDLoCaLoss(BaseCalibratedLoss):
             gt_labels,
             tau=self.tau,
             alpha=self.alpha,
-            beta=self.beta,
-            loca_alpha=self.loca_alpha,
             calibrate=self.calibrate,
+            tckd_weight=self.tckd_weight,
+            nckd_weight=self.nckd_weight,
             ignore_index=self.ignore_index,
             check_range=self.check_labels)
         return self.weighted(result, self.warmup_factor())
 
     def extra_repr(self) -> str:
-        return (f'tau={self.tau}, alpha={self.alpha}, beta={self.beta}, '
-                f'loca_alpha={self.loca_alpha}, '
+        return (f'tau={self.tau}, alpha={self.alpha}, '
+                f'tckd_weight={self.tckd_weight}, '
+                f'nckd_weight={self.nckd_weight}, '
                 f'calibrate={self.calibrate!r}, '
                 f'warmup_epochs={self.warmup_epochs}')

@@ -1,0 +1,106 @@
+"""Distillation losses evaluated chunk by chunk over the samples, for
+(tokens x vocabulary) logits."""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from .inputs import _checked_targets
+from .result import DistillLoss
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    """Runs a loss over row chunks and keeps only the input gradient.
+
+    Each chunk's graph is built, differentiated and freed inside ``forward``,
+    so the only (M, C) buffer kept for backward is the gradient w.r.t. the
+    student logits, which autograd would have to produce anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, preds_S: Tensor, preds_T: Tensor, labels: Tensor,
+                valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool):
+        grad_S = torch.empty_like(preds_S) if needs_grad else None
+        sums, scales, calibrated = [], [], []
+        # At least one (possibly empty) chunk, so that zero samples give the
+        # same zero loss and empty details as the unchunked function.
+        for start in range(0, max(preds_S.shape[0], 1), chunk_size):
+            rows = slice(start, start + chunk_size)
+            chunk_S = preds_S[rows].detach().requires_grad_(needs_grad)
+            with torch.enable_grad():
+                result = loss_fn(chunk_S, preds_T[rows], labels[rows])
+                # loss_fn averages over its chunk; back to a sum, so that
+                # chunks of any size add up to the mean over all of M.
+                chunk_sum = result.loss * valid[rows].sum()
+            if needs_grad:
+                grad_S[rows] = torch.autograd.grad(chunk_sum, chunk_S)[0]
+            sums.append(chunk_sum.detach())
+            scales.append(result.scale.detach())
+            calibrated.append(result.calibrated)
+        count = valid.sum().clamp_min(1)
+        if needs_grad:
+            grad_S.div_(count)
+        ctx.save_for_backward(grad_S)
+        scale, calibrated = torch.cat(scales), torch.cat(calibrated)
+        ctx.mark_non_differentiable(scale, calibrated)
+        return torch.stack(sums).sum() / count, scale, calibrated
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, *unused):
+        grad_S, = ctx.saved_tensors
+        # In place: a second backward through the same graph then fails on
+        # autograd's version check instead of reusing a scaled gradient.
+        grad_S.mul_(grad_loss.to(grad_S.dtype))
+        return grad_S, None, None, None, None, None, None
+
+
+def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
+                         preds_S: Tensor,
+                         preds_T: Tensor,
+                         target: Tensor,
+                         chunk_size: int = 256,
+                         ignore_index: Optional[int] = None,
+                         check_range: bool = True,
+                         **loss_kwargs) -> DistillLoss:
+    """Evaluate a distillation loss chunk by chunk over the samples.
+
+    Gives the loss and the student gradient of
+    ``loss_fn(preds_S, preds_T, target, ignore_index=..., **loss_kwargs)``
+    (up to float rounding) while holding the loss's (samples x classes)
+    temporaries for ``chunk_size`` samples at a time; for backward it keeps
+    one buffer the size of ``preds_S`` (its gradient). This is what a
+    language model with a large vocabulary needs: every token is a sample.
+
+    Args:
+        loss_fn (Callable): :func:`loca_kd_loss`, :func:`dkd_loss` or any
+            function with their signature whose ``loss`` is the mean over
+            its ``valid`` samples.
+        preds_S (Tensor): student logits (..., C).
+        preds_T (Tensor): teacher logits (..., C); detached inside.
+        target (Tensor): labels (...) or soft labels (..., C).
+        chunk_size (int): samples per chunk. Defaults to 256.
+        ignore_index (int, optional): label of samples left out of the mean.
+        check_range (bool): validate label values once, for all chunks.
+        **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).
+
+    Returns:
+        DistillLoss: the loss and per-sample calibration details.
+    """
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size must be >= 1, got {chunk_size!r}')
+    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
+                                     check_range)
+    if ignore_index is not None:
+        # prepare_targets zeroes ignored labels; each chunk must see them.
+        labels = labels.masked_fill(~valid, ignore_index)
+    num_classes = preds_S.shape[-1]
+    chunk_loss = functools.partial(
+        loss_fn, ignore_index=ignore_index, check_range=False, **loss_kwargs)
+    loss, scale, calibrated = _ChunkedLoss.apply(
+        preds_S.reshape(-1, num_classes),
+        preds_T.detach().reshape(-1, num_classes), labels, valid, chunk_loss,
+        chunk_size, preds_S.requires_grad and torch.is_grad_enabled())
+    return DistillLoss(loss, scale, calibrated, valid)

@@ -1,0 +1,131 @@
+"""Decoupled KD (Zhao et al., CVPR 2022) on the LoCa-calibrated teacher,
+with its closed-form student gradient."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .calibration import (_loca_row_terms, _uncalibrated,
+                          check_calibration_args)
+from .inputs import _checked_targets, _sample_weights
+from .result import DistillLoss, _distill_result
+
+# Stands in for the label's logit in the softmax over non-target classes:
+# exp() turns it into an exact 0, and unlike -inf it cancels to 0 (not NaN)
+# where student and teacher log-probabilities are subtracted.
+_EXCLUDED_LOGIT = torch.finfo(torch.float32).min
+
+
+def _loca_binary_(log_binary_T: Tensor, top_gap: Tensor, alpha: float,
+                  calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
+    """LoCa on the teacher's [target, non-target] log-probabilities (M, 2).
+
+    ``top_gap`` is ``z_k - z_y``, the teacher's largest non-target logit
+    minus the label's, (M, 1). Returns the calibrated log-probabilities,
+    ``s`` and the calibrated mask.
+    """
+    if calibrate == 'none':
+        return (log_binary_T, *_uncalibrated(top_gap))
+    log_p_y, log_mass = log_binary_T.split(1, -1)
+    p_y, mass = log_binary_T.exp().split(1, -1)
+    # p_k = p_y * exp(z_k - z_y): p_k >= p_y exactly where z_k >= z_y, so a
+    # tie between the label and another class is calibrated as defined.
+    p_k = log_p_y.add(top_gap).exp_()
+    scale, calibrated, log_scale, log_q_y = _loca_row_terms(
+        p_y, p_k, mass, alpha, calibrate)
+    return torch.cat((log_q_y, log_mass + log_scale), -1), scale, calibrated
+
+
+def dkd_loss(preds_S: Tensor,
+             preds_T: Tensor,
+             target: Tensor,
+             tau: float = 4.0,
+             alpha: float = 0.9,
+             calibrate: str = 'wrong',
+             *,
+             tckd_weight: float = 1.0,
+             nckd_weight: float = 8.0,
+             ignore_index: Optional[int] = None,
+             check_range: bool = True) -> DistillLoss:
+    """Decoupled KD (Zhao et al., CVPR 2022), optionally on a LoCa teacher.
+
+    ``loss = tau**2 * mean(tckd_weight * TCKD + nckd_weight * NCKD)`` (DKD's
+    alpha and beta). TCKD is the KL
+    between the binary distributions ``[p_y, 1 - p_y]`` of teacher and
+    student; NCKD the KL between their distributions over the non-target
+    classes. LoCa keeps the ratios among non-target classes, so NCKD is the
+    same with or without calibration; only TCKD sees the calibrated ``q_y``.
+
+    Both parts come from the softmax over the non-target classes and the
+    two log-sum-exps of each row, so a teacher that is (numerically) one-hot
+    on the label gives finite values. The student gradient has a closed
+    form, per sample and w.r.t. ``z_S = preds_S / tau``: at the label
+    ``a * (s_y - q_y)``, elsewhere
+    ``s'_i * (a * (s_nt - q_nt) + b) - b * p'_i`` (``a``, ``b`` the TCKD and
+    NCKD weights), with ``'`` the
+    non-target softmaxes and ``_nt`` the non-target masses. It is computed
+    here, with the loss, and attached without an autograd graph.
+
+    Args:
+        preds_S (Tensor): student logits (..., C).
+        preds_T (Tensor): teacher logits (..., C).
+        target (Tensor): labels (...) or soft labels (..., C).
+        tau (float): temperature. Defaults to 4.0.
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'`` (plain
+            DKD). Defaults to ``'wrong'``.
+        tckd_weight (float): weight of TCKD (DKD's alpha). Defaults to 1.0.
+        nckd_weight (float): weight of NCKD (DKD's beta). Defaults to 8.0.
+        ignore_index (int, optional): label of samples left out of the mean.
+        check_range (bool): validate label values (a GPU synchronisation).
+
+    Returns:
+        DistillLoss: the loss and per-sample calibration details.
+    """
+    check_calibration_args(alpha, tau, calibrate)
+    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
+                                     check_range)
+    needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
+    num_classes = preds_S.shape[-1]
+    with torch.no_grad():
+        weights = _sample_weights(valid, ignore_index, tau)
+        # Student (0) and teacher (1) stacked: every step below is one
+        # operator call for both, which is what costs at small N x C.
+        logits = torch.stack((preds_S.reshape(-1, num_classes),
+                              preds_T.reshape(-1, num_classes))).float()
+        if tau != 1.0:
+            logits.div_(tau)
+        index = labels.view(1, -1, 1).expand(2, -1, -1)
+        logit_y = logits.gather(-1, index)
+        log_nt = logits.scatter_(-1, index, _EXCLUDED_LOGIT).log_softmax(-1)
+        # The log-sum-exp over the non-target classes: their largest logit
+        # minus its log-share of the non-target softmax.
+        top_logit = logits.amax(-1, keepdim=True)
+        lse_nt = top_logit - log_nt.amax(-1, keepdim=True)
+        del logits
+        log_binary_S, log_binary_T = torch.cat((logit_y, lse_nt),
+                                               -1).log_softmax(-1)
+        log_q_binary, scale, calibrated = _loca_binary_(
+            log_binary_T, top_logit[1] - logit_y[1], alpha, calibrate)
+        q_binary = log_q_binary.exp()
+        tckd = (log_q_binary - log_binary_S).mul_(q_binary).sum(-1, True)
+        log_nt_S, log_nt_T = log_nt
+        teacher_nt = log_nt_T.exp()  # p'
+        nckd = log_nt_T.sub_(log_nt_S).mul_(teacher_nt).sum(-1, True)
+        loss = tckd.mul_(tckd_weight).add_(nckd, alpha=nckd_weight)
+        loss = loss.mul_(weights).sum()
+        if needs_grad:
+            student_nt = log_nt_S.exp_()  # s'
+            gap_y, gap_non_target = log_binary_S.exp().sub_(q_binary).split(
+                1, -1)
+            # Built in the buffer of p': log_nt's (2, M, C) buffer is freed
+            # on return, and only this (M, C) one is kept for backward.
+            grad = teacher_nt.mul_(-nckd_weight).addcmul_(
+                student_nt,
+                gap_non_target.mul(tckd_weight).add_(nckd_weight))
+            grad.scatter_(-1, index[0], gap_y.mul_(tckd_weight))
+            grad.mul_(weights / tau)
+    return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
+                           calibrated, valid, ignore_index)
