@@ -3,23 +3,10 @@
 #   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py arguments]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in dist_train.sh.
 set -e
+source "$(dirname "$0")/launch_common.sh"
 
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
-    --launcher pytorch "${@:4}"
+torchrun_tool "$GPUS" test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch \
+    "${@:4}"
