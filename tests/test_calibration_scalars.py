@@ -65,3 +65,44 @@ def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
         points = events.Scalars(tag)
         assert [p.step for p in points] == [1, 2, 3, 4]
         assert all(p.value == pytest.approx(value, abs=1e-6) for p in points)
+
+
+def test_each_log_entry_gives_its_window_exactly(tmp_path):
+    """Logged every 2 iterations, over batches of 8, 8, 8 and 6: each entry
+    is calibrated / valid over its two batches (6/14 for the last window, not
+    the mean 0.5 of its batch ratios), in scalars.json and the text log."""
+    labels = ([PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] +  # 6 of 8 calibrated
+              [PREDICTED, PREDICTED, PREDICTED, 0, PREDICTED, PREDICTED, 1,
+               PREDICTED] +  # 2 of 8
+              [PREDICTED] * 8 +  # none
+              [0, 1, 2, 4, 5, 6])  # 6 of 6
+    root = fm.write_fashion_mnist(tmp_path / 'data', labels, [0, 1])
+    teacher = tmp_path / 'teacher.pth'
+    fm.save_constant_teacher(teacher, PREDICTED, LOGIT)
+    cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
+    cfg.merge_from_dict({
+        'model.teacher_ckpt': str(teacher),
+        'train_dataloader.dataset.data_root': str(root),
+        'train_dataloader.batch_size': 8,
+        'train_dataloader.sampler.shuffle': False,
+        'train_cfg.max_epochs': 1,
+        'default_hooks.logger.interval': 2,
+    })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.work_dir = str(tmp_path / 'work')
+    Runner.from_cfg(cfg).train()
+
+    p_top = math.exp(LOGIT / 4.0) / (math.exp(LOGIT / 4.0) + 9)
+    p_other = 1 / (math.exp(LOGIT / 4.0) + 9)
+    expected_scale = ALPHA / (1 - p_other + p_top)
+    scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
+    with open(scalars_file) as f:
+        train = [json.loads(line) for line in f if 'loca_ratio' in line]
+    assert [entry['step'] for entry in train] == [2, 4]
+    assert train[0]['loca_ratio'] == pytest.approx(8 / 16, abs=1e-7)
+    assert train[1]['loca_ratio'] == pytest.approx(6 / 14, abs=1e-7)
+    for entry in train:
+        assert entry['loca_scale'] == pytest.approx(expected_scale, abs=1e-6)
+    log_file, = (tmp_path / 'work').glob('*/*.log')
+    text = log_file.read_text()
+    assert 'loca_ratio: 0.5000' in text and 'loca_ratio: 0.4286' in text

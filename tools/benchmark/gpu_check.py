@@ -10,10 +10,11 @@ Parts, each recorded as it finishes (``DIR/gpu_check.json`` and
 1. ``equality``: ``LoCaLoss`` and ``DKDLoCaLoss`` (default arguments,
    training mode) on the GPU against the CPU: loss and student gradient,
    hard, soft and ignored labels, float32 and bfloat16 logits.
-2. ``syncs``: host-device synchronisations under
+2. ``syncs``, ``compiled``: host-device synchronisations under
    ``torch.cuda.set_sync_debug_mode('warn')``: per forward + backward of
    each loss (target 0), and per ``train_step`` of the CIFAR-100 config,
-   attributed to the file that caused each.
+   attributed to the file that caused each; ``torch.compile(fullgraph=
+   True)`` (inductor) of each loss's training call against eager.
 3. ``timings``: ``tools/benchmark/loss_speed.py``'s side-by-side table
    (mdistiller, mmrazor, loca_mm eager and compiled) on the GPU, with the
    peak CUDA memory of each loss.
@@ -175,6 +176,43 @@ def count_loss_syncs(device: torch.device) -> List[dict]:
             torch.cuda.set_sync_debug_mode('default')
         next(r for r in rows if r['loss'] == name)['error_mode'] = (
             error or 'no synchronisation')
+    return rows
+
+
+def check_compiled(device: torch.device) -> List[dict]:
+    """``torch.compile(fullgraph=True)`` (inductor) of a training call of
+    each loss, default arguments and without the label check: one graph,
+    equal to eager in loss, gradient and statistics."""
+    rows = []
+    for name in LOSSES:
+        for kwargs in ({}, {'check_labels': False}):
+            row = dict(loss=name, arguments=kwargs or 'defaults')
+            try:
+                eager = training_loss(name, device, **kwargs)
+                compiled = training_loss(name, device, **kwargs)
+                call = torch.compile(
+                    lambda loss, s, t, y: loss(s, t, y), fullgraph=True)
+                diffs = []
+                for seed in range(2):
+                    preds_S, preds_T, labels = loss_inputs(
+                        'hard', device, torch.float32, seed=seed)
+                    twin = preds_S.detach().clone().requires_grad_()
+                    expected = eager(preds_S, preds_T, labels)
+                    got = call(compiled, twin, preds_T, labels)
+                    expected.backward()
+                    got.backward()
+                    diffs.append(
+                        max((got - expected).abs().item(),
+                            (twin.grad - preds_S.grad).abs().max().item()))
+                row.update(
+                    max_difference=max(diffs),
+                    statistics_equal=torch.allclose(
+                        eager.take_calibration_totals(),
+                        compiled.take_calibration_totals()),
+                    ok=max(diffs) < 1e-4)
+            except Exception as exc:  # a graph break, recorded
+                row.update(ok=False, error=str(exc).splitlines()[0][:300])
+            rows.append(row)
     return rows
 
 
@@ -382,6 +420,15 @@ def markdown(report: dict) -> str:
             f"{r['error_mode']} | {', '.join(r['where']) or '-'} |"
             for r in report['syncs']
         ] + ['']
+    if 'compiled' in report:
+        out += ['## torch.compile(fullgraph=True), inductor, against eager',
+                '', '| loss | arguments | max difference | ok | error |',
+                '|---|---|---|---|---|']
+        out += [
+            f"| {r['loss']} | {r['arguments']} | "
+            f"{r.get('max_difference', float('nan')):.2e} | {r['ok']} | "
+            f"{r.get('error', '')} |" for r in report['compiled']
+        ] + ['']
     if 'timings' in report:
         out += ['## Forward + backward time and peak CUDA memory', '']
         for result in report['timings']:
@@ -476,6 +523,7 @@ def run(args: argparse.Namespace) -> dict:
         parts = [('equality', lambda: check_equality(device))]
         if cuda:
             parts += [('syncs', lambda: count_loss_syncs(device)),
+                      ('compiled', lambda: check_compiled(device)),
                       ('timings', lambda: time_losses(device, args.repeats))]
         iterations = args.iterations if cuda else 2
         batch_size = 64 if cuda else 4
@@ -507,7 +555,8 @@ def main() -> None:
     args = parse_args()
     report = run(args)
     failed = bool(report['errors']) or not all(
-        r['ok'] for r in report.get('equality', []))
+        r['ok'] for part in ('equality', 'compiled')
+        for r in report.get(part, []))
     sys.exit(1 if failed else 0)
 
 
