@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 
-import _fashion_mnist_utils as fm
 from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
 from loca_mm.utils.amp import amp_optim_wrapper
+from test_calibration_scalars import loca_config
 
 TRAIN_LABELS = [3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1] * 2  # 3 batches of 8
 
@@ -60,23 +59,10 @@ def test_amp_without_cuda_is_cpu_bfloat16_autocast(monkeypatch):
 
 
 def train_losses(tmp_path, name, amp):
-    root = fm.write_fashion_mnist(tmp_path / 'data', TRAIN_LABELS, [0, 1])
-    teacher = tmp_path / 'teacher.pth'
-    if not teacher.exists():
-        fm.save_constant_teacher(teacher, 3, 2.0)
-    cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
-    cfg.merge_from_dict({
-        'model.teacher_ckpt': str(teacher),
-        'train_dataloader.dataset.data_root': str(root),
-        'train_dataloader.batch_size': 8,
-        'train_dataloader.sampler.shuffle': False,
-        'train_cfg.max_epochs': 1,
-        'default_hooks.logger.interval': 1,
-        'default_hooks.checkpoint.interval': 100,
-    })
+    cfg = loca_config(tmp_path, TRAIN_LABELS, 1,
+                      **{'default_hooks.checkpoint.interval': 100})
     if amp:
         cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = name
     runner = Runner.from_cfg(cfg)
