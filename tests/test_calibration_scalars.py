@@ -1,5 +1,6 @@
 """LoCa's calibration scalars reach mmengine's visualizer backends (the local
-scalars.json and TensorBoard) with the values the teacher implies."""
+scalars.json and TensorBoard) and the text log with the values the teacher
+implies, each log entry for exactly the iterations since the previous one."""
 import json
 import math
 
@@ -13,6 +14,32 @@ PREDICTED, LOGIT, ALPHA = 3, 2.0, 0.9
 # Batches of 8 in order, each with 2 images of the teacher's class: LoCa
 # calibrates 6 of 8 samples in every iteration.
 TRAIN_LABELS = [PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] * 4
+# s of every calibrated sample: the teacher is the same for every image.
+P_TOP = math.exp(LOGIT / 4.0) / (math.exp(LOGIT / 4.0) + 9)
+P_OTHER = 1 / (math.exp(LOGIT / 4.0) + 9)
+EXPECTED_SCALE = ALPHA / (1 - P_OTHER + P_TOP)
+
+
+def loca_config(tmp_path, labels, log_interval, **options) -> Config:
+    """The Fashion-MNIST LoCa config on ``labels`` (batches of 8 in order)
+    with the constant teacher, one epoch, no validation."""
+    root = fm.write_fashion_mnist(tmp_path / 'data', labels, [0, 1])
+    teacher = tmp_path / 'teacher.pth'
+    if not teacher.exists():
+        fm.save_constant_teacher(teacher, PREDICTED, LOGIT)
+    cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
+    cfg.merge_from_dict({
+        'model.teacher_ckpt': str(teacher),
+        'train_dataloader.dataset.data_root': str(root),
+        'train_dataloader.batch_size': 8,
+        'train_dataloader.sampler.shuffle': False,
+        'train_cfg.max_epochs': 1,
+        'default_hooks.logger.interval': log_interval,
+        **options
+    })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.work_dir = str(tmp_path / 'work')
+    return cfg
 
 
 def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
@@ -20,35 +47,14 @@ def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import \
         EventAccumulator
 
-    root = fm.write_fashion_mnist(tmp_path / 'data', TRAIN_LABELS, [0, 1])
-    teacher = tmp_path / 'teacher.pth'
-    fm.save_constant_teacher(teacher, PREDICTED, LOGIT)
-    cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
-    cfg.merge_from_dict({
-        'model.teacher_ckpt':
-        str(teacher),
-        'train_dataloader.dataset.data_root':
-        str(root),
-        'train_dataloader.batch_size':
-        8,
-        'train_dataloader.sampler.shuffle':
-        False,
-        'train_cfg.max_epochs':
-        1,
-        'default_hooks.logger.interval':
-        1,
-        'visualizer.vis_backends':
-        [dict(type='LocalVisBackend'),
-         dict(type='TensorboardVisBackend')],
-    })
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.work_dir = str(tmp_path / 'work')
+    cfg = loca_config(
+        tmp_path, TRAIN_LABELS, 1, **{
+            'visualizer.vis_backends':
+            [dict(type='LocalVisBackend'),
+             dict(type='TensorboardVisBackend')]
+        })
     runner = Runner.from_cfg(cfg)
     runner.train()
-
-    p_top = math.exp(LOGIT / 4.0) / (math.exp(LOGIT / 4.0) + 9)
-    p_other = 1 / (math.exp(LOGIT / 4.0) + 9)
-    expected_scale = ALPHA / (1 - p_other + p_top)
 
     scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
     with open(scalars_file) as f:
@@ -57,11 +63,35 @@ def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
     assert [entry['step'] for entry in train] == [1, 2, 3, 4]
     for entry in train:
         assert entry['loca_ratio'] == pytest.approx(0.75, abs=1e-7)
-        assert entry['loca_scale'] == pytest.approx(expected_scale, abs=1e-6)
+        assert entry['loca_scale'] == pytest.approx(EXPECTED_SCALE, abs=1e-6)
 
     events = EventAccumulator(str(scalars_file.parent))
     events.Reload()
-    for tag, value in (('loca_ratio', 0.75), ('loca_scale', expected_scale)):
+    for tag, value in (('loca_ratio', 0.75), ('loca_scale', EXPECTED_SCALE)):
         points = events.Scalars(tag)
         assert [p.step for p in points] == [1, 2, 3, 4]
         assert all(p.value == pytest.approx(value, abs=1e-6) for p in points)
+
+
+def test_each_log_entry_gives_its_window_exactly(tmp_path):
+    """Logged every 2 iterations, over batches of 8, 8, 8 and 6: each entry
+    is calibrated / valid over its two batches (6/14 for the last window, not
+    the mean 0.5 of its batch ratios), in scalars.json and the text log."""
+    labels = ([PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] +  # 6 of 8 calibrated
+              [PREDICTED, PREDICTED, PREDICTED, 0, PREDICTED, PREDICTED, 1,
+               PREDICTED] +  # 2 of 8
+              [PREDICTED] * 8 +  # none
+              [0, 1, 2, 4, 5, 6])  # 6 of 6
+    Runner.from_cfg(loca_config(tmp_path, labels, 2)).train()
+
+    scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
+    with open(scalars_file) as f:
+        train = [json.loads(line) for line in f if 'loca_ratio' in line]
+    assert [entry['step'] for entry in train] == [2, 4]
+    assert train[0]['loca_ratio'] == pytest.approx(8 / 16, abs=1e-7)
+    assert train[1]['loca_ratio'] == pytest.approx(6 / 14, abs=1e-7)
+    for entry in train:
+        assert entry['loca_scale'] == pytest.approx(EXPECTED_SCALE, abs=1e-6)
+    log_file, = (tmp_path / 'work').glob('*/*.log')
+    text = log_file.read_text()
+    assert 'loca_ratio: 0.5000' in text and 'loca_ratio: 0.4286' in text

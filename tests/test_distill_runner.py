@@ -123,6 +123,7 @@ def distill_cfg(work_dir, data_root, teacher_ckpt, loss, max_epochs,
             default_hooks=dict(
                 logger=dict(type='LoggerHook', interval=1),
                 checkpoint=dict(type='CheckpointHook', interval=1)),
+            custom_hooks=[dict(type='LoCaLossHook')],
             log_processor=dict(window_size=1),
             randomness=dict(seed=0),
         ))

@@ -160,48 +160,26 @@ def test_nan_inputs_never_become_a_finite_loss(loss_type):
     assert torch.isnan(loss(zs_nan, zt, y))
 
 
-def test_training_logs_calibration_ratio_and_scale():
-    hub = MessageHub.get_instance('test_loca_logging')
+def test_training_sums_calibration_ratio_and_scale():
     loss = build('LoCaLoss', tau=1.0, alpha=0.9)
+    loss.attach_runner(train_loop_by_epoch=True)
     zs, zt, y = batch(n=32)
     loss.train()
     loss(zs, zt, y)
     out = LF.loca_kd_loss(zs, zt, y, 1.0, 0.9, 'wrong')
     n_cal = int(out.calibrated.sum())
     assert 0 < n_cal < 32
-    assert hub.get_scalar('train/loca_ratio').current() == pytest.approx(
-        n_cal / 32)
+    summary = LF.calibration_summary(loss.take_calibration_totals())
+    assert summary['loca_ratio'] == pytest.approx(n_cal / 32)
     mean_s = out.scale[out.calibrated].mean().item()
-    assert hub.get_scalar('train/loca_scale').current() == pytest.approx(
-        mean_s)
+    assert summary['loca_scale'] == pytest.approx(mean_s)
     assert mean_s < 0.9  # wrong samples: s = alpha / (1 - p_y + p_k) < alpha
-
-
-def test_calibration_scalars_keep_a_bounded_history(monkeypatch):
-    # mmengine's HistoryBuffer copies its whole history on every update;
-    # the calibration scalars keep only the last values, and their
-    # smoothed mean is still the mean of the last iterations.
-    from loca_mm.models.losses import base_calibrated_loss
-    monkeypatch.setattr(base_calibrated_loss, 'STATS_HISTORY_LENGTH', 5)
-    hub = MessageHub.get_instance('test_bounded_history')
-    loss = build('LoCaLoss', tau=1.0)
-    loss.train()
-    ratios = []
-    for seed in range(8):
-        zs, zt, y = batch(n=32, seed=seed)
-        loss(zs, zt, y)
-        calibrated = LF.loca_kd_loss(zs, zt, y, 1.0, 0.9).calibrated
-        ratios.append(calibrated.float().mean().item())
-    history = hub.get_scalar('train/loca_ratio')
-    logged, _ = history.data
-    assert len(logged) == 5
-    assert logged.tolist() == pytest.approx(ratios[-5:])
-    assert history.mean(3) == pytest.approx(sum(ratios[-3:]) / 3)
 
 
 def test_warmup_reads_the_epoch_from_message_hub():
     hub = MessageHub.get_instance('test_dkd_warmup')
     loss = build('DKDLoCaLoss', warmup_epochs=20, calibrate='none')
+    loss.attach_runner(train_loop_by_epoch=True)  # as LoCaLossHook does
     zs, zt, y = batch()
     hub.update_info('epoch', 0)  # first epoch: weight 1/20
     first = loss(zs, zt, y)
@@ -218,8 +196,19 @@ def test_warmup_reads_the_epoch_from_message_hub():
 def test_warmup_without_an_epoch_is_an_error():
     MessageHub.get_instance('test_no_epoch')
     loss = build('DKDLoCaLoss', warmup_epochs=5)
+    loss.attach_runner(train_loop_by_epoch=True)
     with pytest.raises(RuntimeError, match='epoch'):
         loss(*batch())
+
+
+def test_warmup_iters_reads_the_iteration_from_message_hub():
+    hub = MessageHub.get_instance('test_dkd_warmup_iters')
+    loss = build('DKDLoCaLoss', warmup_iters=8, calibrate='none')
+    zs, zt, y = batch()
+    full = LF.dkd_loss(zs, zt, y, calibrate='none').loss
+    for it, factor in ((0, 1 / 8), (3, 4 / 8), (7, 1.0), (100, 1.0)):
+        hub.update_info('iter', it)  # 0-based, as mmengine's loops set it
+        torch.testing.assert_close(loss(zs, zt, y), full * factor)
 
 
 def test_dkd_loca_loss_takes_the_old_argument_names_with_a_warning():

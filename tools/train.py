@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='automatic mixed precision (needs a GPU)')
+        help='mixed precision (GPU: float16; CPU: bfloat16)')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -66,8 +66,8 @@ def enable_amp(cfg: Config) -> None:
     if wrapper_type != 'OptimWrapper':
         raise ValueError('--amp needs optim_wrapper.type OptimWrapper, got '
                          f'{wrapper_type!r}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    from loca_mm.utils.amp import amp_optim_wrapper  # CPU: bfloat16
+    cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

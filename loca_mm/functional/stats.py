@@ -20,9 +20,12 @@ def calibration_counts(result: DistillLoss) -> Tensor:
         counts of several batches (or processes) add up to those of their
         union.
     """
-    calibrated = result.calibrated
-    return torch.stack((result.valid.sum(), calibrated.sum(),
-                        (result.scale.detach() * calibrated).sum())).float()
+    scale = result.scale.detach()
+    calibrated = result.calibrated.to(scale.dtype)
+    # One (3, M) reduction: each operator call is what costs at small M,
+    # and these run in every training step.
+    return torch.stack((result.valid.to(scale.dtype), calibrated,
+                        scale * calibrated)).sum(-1).float()
 
 
 def calibration_summary(counts: Tensor) -> dict[str, float]:

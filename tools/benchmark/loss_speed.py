@@ -1,15 +1,17 @@
 """Time and memory of LoCa's losses against the plain ones they extend.
 
     python tools/benchmark/loss_speed.py [--shapes 64x100 256x1000 4096x32000]
-        [--device cpu|cuda] [--threads N] [--clock wall|cpu|user]
+        [--device cpu|cuda] [--threads N] [--clock wall|cpu|user] [--compile]
         [--repeats 15] [--warmup 3] [--out FILE.json]
         [--iteration-configs NAME=KD_CONFIG,LOCA_CONFIG ...]
 
-1. Loss forward + backward, float32 logits (N, C), integer labels:
-   ``LoCaLoss`` vs mmrazor's ``KLDivergence`` (plain KD), ``DKDLoCaLoss``
-   vs mmrazor's ``DKDLoss`` and vs ``DKDLoCaLoss(calibrate='none')``, each
-   LoCa loss with its default flags and with ``check_labels`` and
-   ``log_stats`` off (each flag costs a device synchronisation on a GPU).
+1. Loss forward + backward, float32 logits (N, C), integer labels, side
+   by side: mdistiller-style ``kd_loss`` and ``dkd_loss`` (written here from
+   their published formulas), mmrazor's ``KLDivergence`` and ``DKDLoss``,
+   ``LoCaLoss`` and ``DKDLoCaLoss`` in training mode (their statistics
+   summed on the device, as under ``LoCaLossHook``) with default flags and
+   without the label check, and ``torch.compile`` of the loss call
+   (``--compile``, inductor) for plain KD, plain DKD and both LoCa losses.
    Times are medians over ``--repeats`` rounds; within a round every loss
    runs once, in turn, so that all of them see the same machine load, and
    ratios are taken between medians of the same run (and, as a check on
@@ -43,6 +45,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 # losses before mmrazor's registry is used.
 import loca_mm  # noqa: F401,I001
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.runner import Runner
@@ -60,52 +63,117 @@ DEFAULT_ITERATION_CONFIGS = [
     ','.join(DISTILL + f'cifar100/{m}_logits_resnet56_resnet20_1xb64_'
              'cifar100.py' for m in ('kd', 'loca')),
 ]
-NO_FLAGS = dict(check_labels=False, log_stats=False)
+NO_LABEL_CHECK = dict(check_labels=False)
 LossCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def loss_zoo() -> Dict[str, LossCall]:
+def kd_loss(logits_student: torch.Tensor, logits_teacher: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """Hinton's KD as mdistiller computes it: the KL summed over classes,
+    averaged over the batch, times ``T**2``."""
+    log_pred_student = F.log_softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    kl = F.kl_div(log_pred_student, pred_teacher, reduction='none')
+    return kl.sum(1).mean() * temperature**2
+
+
+def _sum_target_and_rest(probs: torch.Tensor,
+                         target_mask: torch.Tensor) -> torch.Tensor:
+    """(N, 2): the probability of the label and of all other classes."""
+    target = (probs * target_mask).sum(1, keepdim=True)
+    rest = (probs * ~target_mask).sum(1, keepdim=True)
+    return torch.cat([target, rest], dim=1)
+
+
+def dkd_loss(logits_student: torch.Tensor, logits_teacher: torch.Tensor,
+             target: torch.Tensor, alpha: float, beta: float,
+             temperature: float) -> torch.Tensor:
+    """DKD as mdistiller computes it: binary (target / non-target) KL plus
+    ``beta`` times the KL over the non-target classes (the label's logit
+    pushed down by 1000), each summed, times ``T**2 / batch``."""
+    target_mask = torch.zeros_like(logits_student, dtype=torch.bool).scatter_(
+        1, target.unsqueeze(1), True)
+    batch = target.shape[0]
+    pred_student = F.softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    binary_student = _sum_target_and_rest(pred_student, target_mask)
+    binary_teacher = _sum_target_and_rest(pred_teacher, target_mask)
+    tckd = F.kl_div(
+        torch.log(binary_student), binary_teacher,
+        reduction='sum') * temperature**2 / batch
+    pushed_down = 1000.0 * target_mask
+    nckd = F.kl_div(
+        F.log_softmax(logits_student / temperature - pushed_down, dim=1),
+        F.softmax(logits_teacher / temperature - pushed_down, dim=1),
+        reduction='sum') * temperature**2 / batch
+    return alpha * tckd + beta * nckd
+
+
+def training_loss(loss):
+    """A loca_mm loss as in training: train mode, statistics summed on the
+    device and taken by a hook (here: never, so nothing is read back)."""
+    loss.attach_runner(train_loop_by_epoch=True)
+    return loss.train()
+
+
+def compiled(call: LossCall) -> LossCall:
+    """``torch.compile`` of the loss call (inductor), one graph per shape."""
+    return torch.compile(call, dynamic=False)
+
+
+def loss_zoo(with_compiled: bool) -> Dict[str, LossCall]:
     """Every loss timed, as ``f(preds_S, preds_T, labels)``."""
     kd = KLDivergence(tau=4.0)
     dkd = DKDLoss(tau=4.0, alpha=1.0, beta=8.0)
-    modules = {
-        'LoCa':
-        LoCaLoss(tau=4.0, alpha=0.9),
-        'LoCa, flags off':
-        LoCaLoss(tau=4.0, alpha=0.9, **NO_FLAGS),
-        'LoCa, check_labels only':
-        LoCaLoss(tau=4.0, log_stats=False),
-        'LoCa, log_stats only':
-        LoCaLoss(tau=4.0, check_labels=False),
-        "LoCaLoss(calibrate='none')":
-        LoCaLoss(tau=4.0, calibrate='none'),
-        'DKD+LoCa':
-        DKDLoCaLoss(tau=4.0, nckd_weight=8.0),
-        'DKD+LoCa, flags off':
-        DKDLoCaLoss(tau=4.0, nckd_weight=8.0, **NO_FLAGS),
-        "DKDLoCaLoss(calibrate='none')":
-        DKDLoCaLoss(tau=4.0, nckd_weight=8.0, calibrate='none'),
-    }
     zoo = {
+        'mdistiller kd_loss': lambda s, t, y: kd_loss(s, t, 4.0),
+        'mdistiller dkd_loss': lambda s, t, y: dkd_loss(s, t, y, 1.0, 8.0,
+                                                        4.0),
         'mmrazor KLDivergence': lambda s, t, y: kd(s, t),
         'mmrazor DKDLoss': dkd,
+        'LoCa': training_loss(LoCaLoss(tau=4.0, alpha=0.9)),
+        'LoCa, no label check': training_loss(
+            LoCaLoss(tau=4.0, alpha=0.9, **NO_LABEL_CHECK)),
+        "LoCaLoss(calibrate='none')": training_loss(
+            LoCaLoss(tau=4.0, calibrate='none')),
+        'DKD+LoCa': training_loss(DKDLoCaLoss(tau=4.0, nckd_weight=8.0)),
+        'DKD+LoCa, no label check': training_loss(
+            DKDLoCaLoss(tau=4.0, nckd_weight=8.0, **NO_LABEL_CHECK)),
+        "DKDLoCaLoss(calibrate='none')": training_loss(
+            DKDLoCaLoss(tau=4.0, nckd_weight=8.0, calibrate='none')),
     }
-    zoo.update(modules)
+    if with_compiled:
+        # The label check reads a value back on CPU eager; compiled, it is
+        # left out here until the functional check is compile-aware.
+        loca = training_loss(LoCaLoss(tau=4.0, **NO_LABEL_CHECK))
+        dkd_loca = training_loss(
+            DKDLoCaLoss(tau=4.0, nckd_weight=8.0, **NO_LABEL_CHECK))
+        zoo.update({
+            'compiled kd_loss': compiled(zoo['mdistiller kd_loss']),
+            'compiled dkd_loss': compiled(zoo['mdistiller dkd_loss']),
+            'compiled LoCa': compiled(lambda s, t, y: loca(s, t, y)),
+            'compiled DKD+LoCa': compiled(lambda s, t, y: dkd_loca(s, t, y)),
+        })
     return zoo
 
 
-# (loss, baseline) pairs whose time ratio the report gives, with targets.
+# (loss, baseline, target) whose time ratio the report gives; a ratio
+# whose loss or baseline was not timed is left out.
 RATIOS: List[Tuple[str, str, Optional[float]]] = [
-    ('LoCa', 'mmrazor KLDivergence', 1.15),
-    ('LoCa, flags off', 'mmrazor KLDivergence', 1.15),
-    ("LoCaLoss(calibrate='none')", 'mmrazor KLDivergence', None),
-    ('DKD+LoCa', 'mmrazor DKDLoss', 1.15),
-    ('DKD+LoCa, flags off', 'mmrazor DKDLoss', 1.15),
-    ('DKD+LoCa', "DKDLoCaLoss(calibrate='none')", 1.15),
-    ('LoCa', 'LoCa, flags off', None),
-    ('LoCa, check_labels only', 'LoCa, flags off', None),
-    ('LoCa, log_stats only', 'LoCa, flags off', None),
-    ('DKD+LoCa', 'DKD+LoCa, flags off', None),
+    ('LoCa', 'mdistiller kd_loss', 1.3),
+    ('LoCa, no label check', 'mdistiller kd_loss', 1.3),
+    ('LoCa', 'mmrazor KLDivergence', None),
+    ("LoCaLoss(calibrate='none')", 'mdistiller kd_loss', None),
+    ('compiled LoCa', 'compiled kd_loss', 1.15),
+    ('compiled kd_loss', 'mdistiller kd_loss', None),
+    ('compiled LoCa', 'LoCa, no label check', None),
+    ('DKD+LoCa', 'mdistiller dkd_loss', 1.0),
+    ('DKD+LoCa, no label check', 'mdistiller dkd_loss', 1.0),
+    ('DKD+LoCa', 'mmrazor DKDLoss', None),
+    ('DKD+LoCa', "DKDLoCaLoss(calibrate='none')", None),
+    ('compiled DKD+LoCa', 'compiled dkd_loss', None),
+    ('compiled DKD+LoCa', 'DKD+LoCa, no label check', None),
+    ('LoCa', 'LoCa, no label check', None),
 ]
 
 
@@ -128,6 +196,11 @@ def parse_args() -> argparse.Namespace:
         default='wall',
         help="'cpu': process CPU time, 'user': its user part (CPU device "
         'only)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time torch.compile (inductor) of plain KD, plain DKD '
+        'and the LoCa losses')
     parser.add_argument('--repeats', type=int, default=15)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument(
@@ -230,8 +303,8 @@ def peak_memory(run: Callable[[], None], device: torch.device) -> int:
 
 
 def benchmark_losses(shape: Tuple[int, int], device: torch.device,
-                     clock: Callable[[], float], repeats: int,
-                     warmup: int) -> dict:
+                     clock: Callable[[], float], repeats: int, warmup: int,
+                     with_compiled: bool) -> dict:
     num, classes = shape
     generator = torch.Generator().manual_seed(0)
     # Teacher logits a little sharper than the student's, as after training.
@@ -241,7 +314,7 @@ def benchmark_losses(shape: Tuple[int, int], device: torch.device,
     labels = torch.randint(classes, (num, ), generator=generator).to(device)
     runs = {
         name: (lambda loss=loss: fwd_bwd(loss, preds_S, preds_T, labels))
-        for name, loss in loss_zoo().items()
+        for name, loss in loss_zoo(with_compiled).items()
     }
     samples = interleaved_samples(runs, device, clock, repeats, warmup)
     memory = {}
@@ -267,6 +340,7 @@ def benchmark_losses(shape: Tuple[int, int], device: torch.device,
                 **time_ratios(samples, a, b),
                 memory=memory[a] / memory[b] if memory[b] else None,
                 target=target) for a, b, target in RATIOS
+            if a in samples and b in samples
         ])
 
 
@@ -375,18 +449,17 @@ def main() -> None:
         clock=args.clock,
         torch=torch.__version__,
         threads=torch.get_num_threads(),
+        compiled=args.compile,
         cpu_count=os.cpu_count(),
         load_average=os.getloadavg(),
         repeats=args.repeats,
         losses=[])
     if device.type == 'cuda':
         report['device_name'] = torch.cuda.get_device_name(device)
-    # LoCa's log_stats writes to the current MessageHub, as in training.
-    MessageHub.get_instance('loss_speed')
     for text in args.shapes:
         shape = tuple(int(v) for v in text.lower().split('x'))
         result = benchmark_losses(shape, device, clock, args.repeats,
-                                  args.warmup)
+                                  args.warmup, args.compile)
         report['losses'].append(result)
         print(f'\n(N, C) = {shape}')
         for name, seconds in result['seconds'].items():

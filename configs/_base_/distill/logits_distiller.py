@@ -36,3 +36,8 @@ model = dict(
                 preds_T=dict(from_student=False, recorder='logits'),
                 gt_labels=dict(
                     from_student=True, recorder='gt_labels', data_idx=1)))))
+
+# LoCaLossHook publishes the losses' calibration statistics (loca_ratio,
+# loca_scale) when the logger writes, and tells DKD's warm-up the loop type.
+# A config that sets its own custom_hooks replaces this list: keep the hook.
+custom_hooks = [dict(type='LoCaLossHook')]

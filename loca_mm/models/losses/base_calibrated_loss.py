@@ -1,76 +1,93 @@
-"""What the LoCa losses share: flags, calibration statistics, the weight."""
+"""What the LoCa losses share: argument checks, the calibration statistics
+kept on the device, the weight."""
+import warnings
 from typing import Optional
 
-from mmengine.logging import HistoryBuffer, MessageHub
+import torch
 from torch import Tensor, nn
 
-from loca_mm.functional import (DistillLoss, calibration_counts,
-                                calibration_summary)
-
-# mmengine's HistoryBuffer copies its whole history on every update
-# (np.append), so an unbounded one costs O(iterations) per iteration: 4 us
-# at 1k values, 9 us at 10k, 0.4 ms at 100k. The calibration scalars keep
-# the last 1000, far more than the LogProcessor smooths over (10 iterations
-# by default).
-STATS_HISTORY_LENGTH = 1000
-
-
-def _update_scalar(hub: MessageHub, key: str, value: float) -> None:
-    if key not in hub.log_scalars:
-        hub.log_scalars[key] = HistoryBuffer(max_length=STATS_HISTORY_LENGTH)
-    hub.update_scalar(key, value)
-
-
-def log_calibration_stats(result: DistillLoss) -> None:
-    """Send how often LoCa changed the teacher, and how much, to MessageHub.
-
-    ``train/loca_ratio`` and ``train/loca_scale`` are those of
-    :func:`loca_mm.functional.calibration_summary` for this batch
-    (``loca_scale`` is skipped in an iteration with no calibrated sample, so
-    the smoothed value is not pulled towards 1). mmengine's LogProcessor
-    prints every ``train/`` scalar and forwards it to the visualizer
-    backends. Both keep their last :data:`STATS_HISTORY_LENGTH` values.
-
-    The counts are read back together: one device synchronisation per call.
-    The losses take ``log_stats=False`` to skip it.
-
-    Args:
-        result (DistillLoss): output of a functional loss.
-    """
-    hub = MessageHub.get_current_instance()
-    summary = calibration_summary(calibration_counts(result))
-    for name, value in summary.items():
-        _update_scalar(hub, f'train/{name}', value)
+from loca_mm.functional import (CALIBRATION_MODES, DistillLoss,
+                                calibration_counts)
+from .validation import check_choice, check_flag, check_integer, check_real
 
 
 class BaseCalibratedLoss(nn.Module):
     """Base of the registered LoCa losses (thin adapters of the functional
     core).
 
+    In training mode (with ``log_stats`` and calibration on) every call adds
+    its :func:`loca_mm.functional.calibration_counts` to the buffer
+    ``calibration_totals``, on the loss's device: nothing is read back to
+    the host. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
+    when mmengine logs and publishes ``train/loca_ratio`` and
+    ``train/loca_scale``; outside mmengine, :meth:`take_calibration_totals`
+    returns them for :func:`loca_mm.functional.calibration_summary`.
+
     Args:
-        tau (float): temperature.
+        tau (float): temperature, > 0.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
-        loss_weight (float): weight of the loss.
+        loss_weight (float): weight of the loss, >= 0.
         ignore_index (int, optional): label left out of the batch mean.
-        check_labels (bool): raise on labels outside [0, C). Costs one
-            device synchronisation per call on GPU.
-        log_stats (bool): log ``loca_ratio``/``loca_scale`` to MessageHub
-            during training (one synchronisation).
+        check_labels (bool): check that labels lie in [0, C).
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` during
+            training.
     """
 
     def __init__(self, tau: float, calibrate: str, loss_weight: float,
                  ignore_index: Optional[int], check_labels: bool,
                  log_stats: bool) -> None:
         super().__init__()
-        self.tau = tau
-        self.calibrate = calibrate
-        self.loss_weight = loss_weight
-        self.ignore_index = ignore_index
-        self.check_labels = check_labels
-        self.log_stats = log_stats
+        owner = type(self).__name__
+        self.tau = check_real(owner, 'tau', tau, greater_than=0.0)
+        self.calibrate = check_choice(owner, 'calibrate', calibrate,
+                                      CALIBRATION_MODES)
+        self.loss_weight = check_real(
+            owner, 'loss_weight', loss_weight, at_least=0.0)
+        self.ignore_index = check_integer(
+            owner, 'ignore_index', ignore_index, optional=True)
+        self.check_labels = check_flag(owner, 'check_labels', check_labels)
+        self.log_stats = check_flag(owner, 'log_stats', log_stats)
+        # Not persistent: statistics of a logging window, not of the model.
+        self.register_buffer(
+            'calibration_totals', torch.zeros(3), persistent=False)
+        # Set by LoCaLossHook before training (see attach_runner).
+        self.stats_collected = False
+        self.train_loop_by_epoch: Optional[bool] = None
+
+    @property
+    def collects_stats(self) -> bool:
+        """Whether training calls accumulate calibration statistics."""
+        return self.log_stats and self.calibrate != 'none'
+
+    def attach_runner(self, train_loop_by_epoch: Optional[bool]) -> None:
+        """Called by ``LoCaLossHook`` before training.
+
+        Args:
+            train_loop_by_epoch (bool, optional): whether the train loop
+                counts epochs (False for ``IterBasedTrainLoop``, None if
+                the hook does not know the loop).
+        """
+        self.stats_collected = True
+        self.train_loop_by_epoch = train_loop_by_epoch
+        # A fresh float32 buffer: also undoes a model.half() cast.
+        self.calibration_totals = torch.zeros(
+            3, dtype=torch.float32, device=self.calibration_totals.device)
+
+    def take_calibration_totals(self) -> Tensor:
+        """The calibration counts summed since the last call, on the loss's
+        device, without reading them back; the sums restart from zero.
+
+        Returns:
+            Tensor: float32 (3,): valid samples, calibrated samples, sum of
+            ``s`` over the calibrated ones.
+        """
+        # In place: a compiled caller keeps seeing the same buffer.
+        totals = self.calibration_totals.clone()
+        self.calibration_totals.zero_()
+        return totals
 
     def weighted(self, result: DistillLoss, factor: float = 1.0) -> Tensor:
-        """Log the calibration statistics and weight the loss.
+        """Accumulate the calibration statistics and weight the loss.
 
         Args:
             result (DistillLoss): output of a functional loss.
@@ -79,9 +96,22 @@ class BaseCalibratedLoss(nn.Module):
         Returns:
             Tensor: ``factor * loss_weight * result.loss``.
         """
-        if self.log_stats and self.training and self.calibrate != 'none':
-            log_calibration_stats(result)
+        if self.training and self.collects_stats:
+            if not (self.stats_collected or torch.compiler.is_compiling()):
+                self._warn_uncollected()
+            self.calibration_totals.add_(calibration_counts(result))
         weight = factor * self.loss_weight
         # Multiplying by 1 changes nothing but adds an autograd node, a
         # measurable share of the loss's time at small N x C.
         return result.loss if weight == 1.0 else weight * result.loss
+
+    def _warn_uncollected(self) -> None:
+        self.stats_collected = True  # once
+        warnings.warn(
+            f'{type(self).__name__}: no LoCaLossHook collects the '
+            'calibration statistics, so train/loca_ratio and '
+            'train/loca_scale are not logged. In an mmengine Runner add '
+            "custom_hooks=[dict(type='LoCaLossHook')] (loca_mm's "
+            'distillation configs have it); elsewhere read them with '
+            'calibration_summary(loss.take_calibration_totals()), or pass '
+            'log_stats=False.', UserWarning, stacklevel=6)

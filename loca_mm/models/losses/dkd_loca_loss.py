@@ -8,6 +8,7 @@ from torch import Tensor
 from loca_mm import functional as LF
 from mmrazor.registry import MODELS
 from .base_calibrated_loss import BaseCalibratedLoss
+from .validation import check_integer, check_real
 
 
 def _renamed_dkd_args(old: dict) -> dict:
@@ -48,23 +49,33 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         tau (float): temperature. Defaults to 4.0.
         alpha (float, optional): LoCa's alpha in (0, 1), as in ``LoCaLoss``.
             Defaults to 0.9.
-        tckd_weight (float): TCKD weight (DKD's alpha). Defaults to 1.0.
-        nckd_weight (float): NCKD weight (DKD's beta). Defaults to 8.0.
+        tckd_weight (float): TCKD weight (DKD's alpha), >= 0.
+            Defaults to 1.0.
+        nckd_weight (float): NCKD weight (DKD's beta), >= 0.
+            Defaults to 8.0.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
             Defaults to ``'wrong'``.
         warmup_epochs (int): the whole term ramps linearly over this many
             epochs: epoch ``e`` (counted from 1) gets ``min(e / warmup, 1)``,
-            read from mmengine's MessageHub (an epoch-based train loop sets
-            it). 0 disables the warm-up. Defaults to 0.
-        loss_weight (float): weight of the loss. Defaults to 1.0.
+            read from mmengine's MessageHub. Needs an epoch-based train loop
+            (``IterBasedTrainLoop`` keeps epoch 0 there, so training stops
+            at the first step; use ``warmup_iters``), known through
+            ``LoCaLossHook``. 0 disables it. Defaults to 0.
+        warmup_iters (int): the same ramp over iterations: iteration ``i``
+            (counted from 1) gets ``min(i / warmup, 1)``; works with any
+            mmengine train loop. At most one of the two warm-ups may be set.
+            Defaults to 0.
+        loss_weight (float): weight of the loss, >= 0. Defaults to 1.0.
         ignore_index (int, optional): label left out of the batch mean.
-        check_labels (bool): raise on labels outside [0, C) (one device
-            synchronisation per call on GPU). Defaults to True.
-        log_stats (bool): log ``loca_ratio``/``loca_scale`` during training.
-            Defaults to True.
+        check_labels (bool): refuse labels outside [0, C). Defaults to True.
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` during
+            training (see :class:`BaseCalibratedLoss`). Defaults to True.
         **renamed: ``beta`` and ``loca_alpha``, the names before loca_mm 0.2
             (with them, ``alpha`` is the TCKD weight); a FutureWarning
             says what to write instead.
+
+    Every argument is checked at construction: a wrong type is a
+    TypeError, a value out of range a ValueError, each naming the argument.
     """
 
     def __init__(self,
@@ -74,6 +85,7 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                  nckd_weight: float = 8.0,
                  calibrate: str = 'wrong',
                  warmup_epochs: int = 0,
+                 warmup_iters: int = 0,
                  loss_weight: float = 1.0,
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
@@ -83,42 +95,71 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         if unknown:
             raise TypeError('DKDLoCaLoss got unexpected arguments '
                             f'{sorted(unknown)}')
+        alpha_hint = ''
         if renamed:
             old = renamed if alpha is None else {'alpha': alpha, **renamed}
             new = _renamed_dkd_args(old)
             alpha = new.get('alpha')
             tckd_weight = new.get('tckd_weight', tckd_weight)
             nckd_weight = new.get('nckd_weight', nckd_weight)
-        if alpha is None:
-            alpha = 0.9
-        elif not renamed and not 0.0 < alpha < 1.0:
-            raise ValueError(
-                f"DKDLoCaLoss: alpha={alpha!r} is LoCa's alpha and must lie "
-                "in (0, 1); DKD's TCKD weight (called alpha before loca_mm "
-                '0.2) is tckd_weight')
-        LF.check_calibration_args(alpha, tau, calibrate)
-        if warmup_epochs < 0:
-            raise ValueError(
-                f'warmup_epochs must be >= 0, got {warmup_epochs!r}')
+        elif alpha is not None:
+            alpha_hint = ("; it is LoCa's alpha, DKD's TCKD weight (called "
+                          'alpha before loca_mm 0.2) is tckd_weight')
         super().__init__(tau, calibrate, loss_weight, ignore_index,
                          check_labels, log_stats)
-        self.alpha = alpha
-        self.tckd_weight = tckd_weight
-        self.nckd_weight = nckd_weight
-        self.warmup_epochs = warmup_epochs
+        owner = 'DKDLoCaLoss'
+        self.alpha = check_real(
+            owner,
+            'alpha',
+            0.9 if alpha is None else alpha,
+            greater_than=0.0,
+            less_than=1.0,
+            hint=alpha_hint)
+        self.tckd_weight = check_real(
+            owner, 'tckd_weight', tckd_weight, at_least=0.0)
+        self.nckd_weight = check_real(
+            owner, 'nckd_weight', nckd_weight, at_least=0.0)
+        self.warmup_epochs = check_integer(
+            owner, 'warmup_epochs', warmup_epochs, at_least=0)
+        self.warmup_iters = check_integer(
+            owner, 'warmup_iters', warmup_iters, at_least=0)
+        if self.warmup_epochs and self.warmup_iters:
+            raise ValueError(
+                f'DKDLoCaLoss: warmup_epochs={warmup_epochs!r} and '
+                f'warmup_iters={warmup_iters!r}: set at most one of them')
 
     def warmup_factor(self) -> float:
-        """The warm-up weight of the current epoch (1.0 without warm-up)."""
+        """The warm-up weight of the current epoch or iteration (1.0
+        without warm-up)."""
+        if self.warmup_iters:
+            return min((self._progress('iter') + 1) / self.warmup_iters, 1.0)
         if not self.warmup_epochs:
             return 1.0
-        epoch = MessageHub.get_current_instance().get_info('epoch')
-        if epoch is None:
+        if self.train_loop_by_epoch is not True:
+            loop = ('an iteration-based train loop, where mmengine keeps '
+                    'epoch 0 (the DKD term would stay weighted '
+                    f'1/{self.warmup_epochs} for good)'
+                    if self.train_loop_by_epoch is False else
+                    'a train loop that no LoCaLossHook identified as '
+                    "epoch-based (add custom_hooks=[dict(type='LoCaLossHook')]"
+                    "; loca_mm's distillation configs have it)")
             raise RuntimeError(
-                'DKDLoCaLoss(warmup_epochs>0) reads the current epoch from '
-                "mmengine's MessageHub, but no 'epoch' is set there: train "
-                'with an epoch-based loop, or set warmup_epochs=0')
+                f'DKDLoCaLoss(warmup_epochs={self.warmup_epochs}) trains '
+                f'under {loop}: use warmup_iters, or an EpochBasedTrainLoop')
         # MessageHub holds the 0-based epoch being trained.
-        return min((epoch + 1) / self.warmup_epochs, 1.0)
+        return min((self._progress('epoch') + 1) / self.warmup_epochs, 1.0)
+
+    @staticmethod
+    def _progress(unit: str) -> int:
+        """The 0-based epoch or iteration the Runner is training."""
+        value = MessageHub.get_current_instance().get_info(unit)
+        if value is None:
+            raise RuntimeError(
+                f"DKDLoCaLoss's warm-up reads the current {unit} from "
+                f"mmengine's MessageHub, but no '{unit}' is set there: train "
+                'with an mmengine Runner, or set warmup_epochs=0 and '
+                'warmup_iters=0')
+        return value
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
@@ -150,4 +191,5 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                 f'tckd_weight={self.tckd_weight}, '
                 f'nckd_weight={self.nckd_weight}, '
                 f'calibrate={self.calibrate!r}, '
-                f'warmup_epochs={self.warmup_epochs}')
+                f'warmup_epochs={self.warmup_epochs}, '
+                f'warmup_iters={self.warmup_iters}')

@@ -6,6 +6,7 @@ from torch import Tensor
 from loca_mm import functional as LF
 from mmrazor.registry import MODELS
 from .base_calibrated_loss import BaseCalibratedLoss
+from .validation import check_real
 
 
 @MODELS.register_module()
@@ -31,10 +32,14 @@ class LoCaLoss(BaseCalibratedLoss):
             ``'margin'`` (every sample, ``s = min(alpha * sigma, 1)``) or
             ``'none'``. Defaults to ``'wrong'``.
         ignore_index (int, optional): label left out of the batch mean.
-        check_labels (bool): raise on labels outside [0, C). Costs one
-            device synchronisation per call on GPU. Defaults to True.
-        log_stats (bool): log ``loca_ratio``/``loca_scale`` to MessageHub
-            during training (one synchronisation). Defaults to True.
+        check_labels (bool): refuse labels outside [0, C) (see
+            :func:`loca_mm.functional.prepare_targets`). Defaults to True.
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` on the
+            device during training, for ``LoCaLossHook`` to log (see
+            :class:`BaseCalibratedLoss`). Defaults to True.
+
+    Every argument is checked at construction: a wrong type is a
+    TypeError, a value out of range a ValueError, each naming the argument.
     """
 
     def __init__(self,
@@ -45,10 +50,10 @@ class LoCaLoss(BaseCalibratedLoss):
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
                  log_stats: bool = True) -> None:
-        LF.check_calibration_args(alpha, tau, calibrate)
         super().__init__(tau, calibrate, loss_weight, ignore_index,
                          check_labels, log_stats)
-        self.alpha = alpha
+        self.alpha = check_real(
+            'LoCaLoss', 'alpha', alpha, greater_than=0.0, less_than=1.0)
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
