@@ -359,7 +359,6 @@ def check_shared_vocabulary(student: nn.Module,
                 f'{getattr(tokenizer, name)}')
 
 
-
 def _base_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside a ``peft`` wrapper (or the model)."""
     get_base_model = getattr(model, 'get_base_model', None)
