@@ -40,15 +40,22 @@ def divergence64(name, s, q, beta=0.5, skew=0.1):
     raise KeyError(name)
 
 
-def reference64(name, preds_S, preds_T, labels, tau, alpha, calibrate,
-                ignore_index=None, **params):
+def reference64(name,
+                preds_S,
+                preds_T,
+                labels,
+                tau,
+                alpha,
+                calibrate,
+                ignore_index=None,
+                **params):
     total, count = 0.0, 0
     for row_s, row_t, y in zip(preds_S.double().numpy(),
                                preds_T.double().numpy(), labels.numpy()):
         if ignore_index is not None and y == ignore_index:
             continue
-        q, _, _ = calibrate_row(softmax64(row_t, tau), int(y), alpha,
-                                calibrate)
+        q, _, _ = calibrate_row(
+            softmax64(row_t, tau), int(y), alpha, calibrate)
         total += divergence64(name, softmax64(row_s, tau), q, **params)
         count += 1
     return tau**2 * total / max(count, 1)
@@ -112,8 +119,8 @@ def test_divergence_gradient_matches_finite_differences(name, params):
     preds_S, preds_T, labels = logits_with_wrong_teacher(rows=3, classes=4)
     preds_S = preds_S.double().requires_grad_()
     torch.autograd.gradcheck(
-        lambda s: LF.DIVERGENCES[name](s, preds_T, labels, 1.5, 0.9, 'wrong',
-                                       **params).loss, (preds_S, ))
+        lambda s: LF.DIVERGENCES[name]
+        (s, preds_T, labels, 1.5, 0.9, 'wrong', **params).loss, (preds_S, ))
 
 
 def test_divergence_endpoints_and_zero_at_equality():
@@ -121,13 +128,13 @@ def test_divergence_endpoints_and_zero_at_equality():
     args = (preds_S, preds_T, labels, 1.0, 0.9, 'none')
     fkl = LF.loca_kd_loss(*args).loss
     rkl = LF.reverse_kl_loss(*args).loss
-    torch.testing.assert_close(LF.generalized_jsd_loss(*args, beta=0).loss,
-                               fkl)
-    torch.testing.assert_close(LF.generalized_jsd_loss(*args, beta=1).loss,
-                               rkl)
+    torch.testing.assert_close(
+        LF.generalized_jsd_loss(*args, beta=0).loss, fkl)
+    torch.testing.assert_close(
+        LF.generalized_jsd_loss(*args, beta=1).loss, rkl)
     torch.testing.assert_close(LF.skew_kl_loss(*args, skew=0).loss, fkl)
-    torch.testing.assert_close(LF.skew_reverse_kl_loss(*args, skew=0).loss,
-                               rkl)
+    torch.testing.assert_close(
+        LF.skew_reverse_kl_loss(*args, skew=0).loss, rkl)
     same = (preds_T, preds_T, labels, 1.0, 0.9, 'none')
     for name in LF.DIVERGENCES:
         assert abs(LF.DIVERGENCES[name](*same).loss.item()) < 1e-6, name
@@ -135,7 +142,8 @@ def test_divergence_endpoints_and_zero_at_equality():
 
 def test_divergence_arguments_are_checked():
     preds_S, preds_T, labels = logits_with_wrong_teacher()
-    with pytest.raises(ValueError, match=r'beta must lie in \[0, 1\], got 1.5'):
+    with pytest.raises(
+            ValueError, match=r'beta must lie in \[0, 1\], got 1.5'):
         LF.generalized_jsd_loss(preds_S, preds_T, labels, beta=1.5)
     with pytest.raises(ValueError, match=r'skew must lie in \[0, 1\)'):
         LF.skew_kl_loss(preds_S, preds_T, labels, skew=1.0)
@@ -195,8 +203,8 @@ LOSSES = [(LF.loca_kd_loss, dict(tau=2.0, alpha=0.8)),
 def test_fused_equals_materialised_in_value_and_gradients(
         loss_fn, kwargs, chunk_size):
     inputs, labels = projection_inputs()
-    expected = materialised(inputs, labels, loss_fn, ignore_index=-100,
-                            **kwargs)
+    expected = materialised(
+        inputs, labels, loss_fn, ignore_index=-100, **kwargs)
     result = LF.fused_linear_distill_loss(
         **inputs,
         target=labels,
@@ -244,8 +252,8 @@ def test_fused_teacher_gets_no_gradient_and_ignored_rows_do_not_count():
 def test_fused_frozen_weight_and_backward_twice():
     inputs, labels = projection_inputs(bias=False)
     inputs['student_weight'].requires_grad_(False)
-    result = LF.fused_linear_distill_loss(**inputs, target=labels,
-                                          chunk_size=7, ignore_index=-100)
+    result = LF.fused_linear_distill_loss(
+        **inputs, target=labels, chunk_size=7, ignore_index=-100)
     result.loss.backward(retain_graph=True)
     first = inputs['student_hidden'].grad.clone()
     (2 * result.loss).backward()
@@ -264,15 +272,15 @@ def test_fused_bfloat16_inputs_match_materialised():
     result = LF.fused_linear_distill_loss(
         **inputs, target=labels, chunk_size=16, ignore_index=-100)
     assert result.loss.dtype == torch.float32
-    torch.testing.assert_close(result.loss, expected.loss, rtol=2e-3,
-                               atol=1e-4)
+    torch.testing.assert_close(
+        result.loss, expected.loss, rtol=2e-3, atol=1e-4)
     student = [inputs[name] for name in STUDENT]
     grads = torch.autograd.grad(result.loss, student)
     grads_ref = torch.autograd.grad(expected.loss, student)
     for grad, grad_ref in zip(grads, grads_ref):
         assert grad.dtype == torch.bfloat16
-        torch.testing.assert_close(grad.float(), grad_ref.float(), rtol=2e-2,
-                                   atol=2e-3)
+        torch.testing.assert_close(
+            grad.float(), grad_ref.float(), rtol=2e-2, atol=2e-3)
 
 
 def test_fused_all_rows_ignored_and_bad_inputs():
@@ -286,8 +294,9 @@ def test_fused_all_rows_ignored_and_bad_inputs():
         LF.fused_linear_distill_loss(
             **inputs, target=labels, chunk_size=0, ignore_index=-100)
     with pytest.raises(ValueError, match='student_weight expects 6'):
-        LF.fused_linear_distill_loss(
-            inputs['student_hidden'][:, :5], inputs['student_weight'],
-            inputs['teacher_hidden'], inputs['teacher_weight'], labels)
+        LF.fused_linear_distill_loss(inputs['student_hidden'][:, :5],
+                                     inputs['student_weight'],
+                                     inputs['teacher_hidden'],
+                                     inputs['teacher_weight'], labels)
     with pytest.raises(ValueError, match='integer labels'):
         LF.fused_linear_distill_loss(**inputs, target=labels[:-1])

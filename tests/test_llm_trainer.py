@@ -35,7 +35,11 @@ def dataset(tokenizer):
     return InstructionDataset(examples, tokenizer, 96, 64)
 
 
-def make_trainer(tmp_path, tokenizer, dataset, arch='gpt2', student=None,
+def make_trainer(tmp_path,
+                 tokenizer,
+                 dataset,
+                 arch='gpt2',
+                 student=None,
                  **overrides):
     settings = dict(
         output_dir=str(tmp_path / 'out'),
@@ -81,8 +85,8 @@ def loss_and_grads(trainer, batch, **kwargs):
     ('llama', dict(divergence='jsd', beta=0.3, tau=2.0)),
     ('llama', dict(divergence='srkl', calibrate='margin')),
 ])
-def test_fused_and_materialised_paths_agree(tmp_path, tokenizer, dataset,
-                                            arch, loss_args):
+def test_fused_and_materialised_paths_agree(tmp_path, tokenizer, dataset, arch,
+                                            loss_args):
     fused = make_trainer(tmp_path, tokenizer, dataset, arch, **loss_args)
     plain = make_trainer(
         tmp_path, tokenizer, dataset, arch, fused_loss=False, **loss_args)
@@ -135,8 +139,8 @@ def test_models_the_fused_loss_cannot_reproduce_fall_back(
     # A custom head and a logit transform in the config are recognised
     # before any forward pass.
     custom = make_trainer(tmp_path, tokenizer, dataset)
-    custom.model.lm_head = type('ScaledHead', (torch.nn.Linear, ), {})(
-        32, len(tokenizer), bias=False)
+    custom.model.lm_head = type('ScaledHead', (torch.nn.Linear, ),
+                                {})(32, len(tokenizer), bias=False)
     custom.compute_loss(custom.model, batch)
     assert custom.fused_off_reason == ("the student's output layer is "
                                        'ScaledHead, not a torch.nn.Linear')
@@ -203,8 +207,11 @@ def test_left_padding_gives_the_loss_of_right_padding(tmp_path, tokenizer,
     right = batch_of(trainer, (0, 3, 2))
     lengths = right['attention_mask'].sum(-1)
     left = {key: torch.empty_like(value) for key, value in right.items()}
-    fill = {'input_ids': tokenizer.pad_token_id, 'attention_mask': 0,
-            'labels': IGNORE_INDEX}
+    fill = {
+        'input_ids': tokenizer.pad_token_id,
+        'attention_mask': 0,
+        'labels': IGNORE_INDEX
+    }
     width = right['input_ids'].shape[1]
     for key, value in right.items():
         for row, size in enumerate(lengths.tolist()):
@@ -218,16 +225,18 @@ def test_left_padding_gives_the_loss_of_right_padding(tmp_path, tokenizer,
             trainer.compute_loss(trainer.model, left), expected)
 
 
-def test_batches_longer_than_the_positions_are_refused(
-        tmp_path, tokenizer, dataset):
+def test_batches_longer_than_the_positions_are_refused(tmp_path, tokenizer,
+                                                       dataset):
     trainer = make_trainer(tmp_path, tokenizer, dataset)
     batch = {
         'input_ids': torch.zeros(1, 129, dtype=torch.long),
         'attention_mask': torch.ones(1, 129, dtype=torch.long),
         'labels': torch.zeros(1, 129, dtype=torch.long)
     }
-    with pytest.raises(ValueError, match='129 tokens per row needs 129 '
-                       'positions but GPT2LMHeadModel embeds only 128'):
+    with pytest.raises(
+            ValueError,
+            match='129 tokens per row needs 129 '
+            'positions but GPT2LMHeadModel embeds only 128'):
         trainer.compute_loss(trainer.model, batch)
 
 
@@ -262,8 +271,9 @@ def test_lora_student_trains_adapters_only(tmp_path, tokenizer, dataset):
 
 def test_divergence_settings_are_checked(tmp_path):
     common = dict(output_dir=str(tmp_path), report_to='none')
-    with pytest.raises(ValueError, match="divergence='rkl' needs "
-                       'distill_loss=kd'):
+    with pytest.raises(
+            ValueError, match="divergence='rkl' needs "
+            'distill_loss=kd'):
         LoCaDistillArguments(distill_loss='dkd', divergence='rkl', **common)
     with pytest.raises(ValueError, match='divergence must be one of'):
         LoCaDistillArguments(divergence='tvd', **common)

@@ -65,10 +65,10 @@ def _check_fraction(name: str, value: float, high_open: bool) -> None:
         raise ValueError(f'{name} must lie in {interval}, got {value!r}')
 
 
-def _divergence_loss(rows_fn: Callable[[Tensor, Tensor], Tensor],
-                     preds_S: Tensor, preds_T: Tensor, target: Tensor,
-                     tau: float, alpha: float, calibrate: str,
-                     ignore_index: Optional[int],
+def _divergence_loss(rows_fn: Callable[[Tensor, Tensor],
+                                       Tensor], preds_S: Tensor,
+                     preds_T: Tensor, target: Tensor, tau: float, alpha: float,
+                     calibrate: str, ignore_index: Optional[int],
                      check_range: bool) -> DistillLoss:
     """``tau**2 * mean(rows_fn(log s, log q))`` over the kept samples."""
     check_logits(preds_S, preds_T)
@@ -213,9 +213,9 @@ def skew_reverse_kl_loss(preds_S: Tensor,
     """
     _check_fraction('skew', skew, high_open=True)
     return _divergence_loss(
-        lambda log_s, log_q: _kl_rows(log_s, _log_mixture(
-            log_q, log_s, skew)), preds_S, preds_T, target, tau, alpha,
-        calibrate, ignore_index, check_range)
+        lambda log_s, log_q: _kl_rows(log_s, _log_mixture(log_q, log_s, skew)),
+        preds_S, preds_T, target, tau, alpha, calibrate, ignore_index,
+        check_range)
 
 
 #: The divergences by the names the trainer and ``tools/llm`` use.

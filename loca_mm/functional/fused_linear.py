@@ -34,12 +34,14 @@ class _FusedLinearLoss(torch.autograd.Function):
         # Summed over chunks: in float32 at least, so that a bfloat16
         # weight's gradient is rounded once, not once per chunk.
         accumulate = torch.promote_types(weight_S.dtype, torch.float32)
-        grad_weight = (torch.zeros(
-            weight_S.shape, dtype=accumulate, device=weight_S.device)
-                       if needs_weight else None)
-        grad_bias = (torch.zeros(
-            weight_S.shape[0], dtype=accumulate, device=weight_S.device)
-                     if needs_bias else None)
+        grad_weight = (
+            torch.zeros(
+                weight_S.shape, dtype=accumulate, device=weight_S.device)
+            if needs_weight else None)
+        grad_bias = (
+            torch.zeros(
+                weight_S.shape[0], dtype=accumulate, device=weight_S.device)
+            if needs_bias else None)
         sums, scales, calibrated = [], [], []
         # At least one (possibly empty) chunk: zero rows give the loss
         # function's zero loss and empty details.
@@ -77,8 +79,8 @@ class _FusedLinearLoss(torch.autograd.Function):
         grads = []
         for grad, like in ((grad_hidden, hidden_S), (grad_weight, weight_S),
                            (grad_bias, bias_S)):
-            grads.append(None if grad is None else grad.div_(count).to(
-                like.dtype))
+            grads.append(None if grad is
+                         None else grad.div_(count).to(like.dtype))
         ctx.grads = grads
         scale, calibrated = torch.cat(scales), torch.cat(calibrated)
         ctx.mark_non_differentiable(scale, calibrated)
@@ -92,9 +94,9 @@ class _FusedLinearLoss(torch.autograd.Function):
                 '(create_graph=True): its gradients are computed in the '
                 'forward pass, without a graph; use the loss on materialised '
                 'logits for higher derivatives')
-        grad_hidden, grad_weight, grad_bias = (
-            None if grad is None else grad * grad_loss.to(grad.dtype)
-            for grad in ctx.grads)
+        grad_hidden, grad_weight, grad_bias = (None if grad is None else grad *
+                                               grad_loss.to(grad.dtype)
+                                               for grad in ctx.grads)
         return (grad_hidden, grad_weight, grad_bias, None, None, None, None,
                 None, None, None)
 
@@ -184,8 +186,9 @@ def fused_linear_distill_loss(student_hidden: Tensor,
             f'of shape {tuple(teacher_hidden.shape)}; got labels of shape '
             f'{tuple(target.shape)} and dtype {target.dtype}')
     labels = target.long()
-    valid = (labels != ignore_index if ignore_index is not None else
-             torch.ones_like(labels, dtype=torch.bool))
+    valid = (
+        labels != ignore_index if ignore_index is not None else
+        torch.ones_like(labels, dtype=torch.bool))
     kept = valid.nonzero().squeeze(-1)
     all_kept = kept.numel() == num_rows
     if not all_kept:

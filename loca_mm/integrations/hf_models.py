@@ -62,10 +62,9 @@ def check_length_fits(length: int, models: Sequence[nn.Module],
     for model in models:
         limit = max_positions(model)
         if limit is not None and length > limit:
-            raise ValueError(
-                f'{what} needs {length} positions but '
-                f'{type(model).__name__} embeds only {limit} '
-                '(max_position_embeddings); lower the length')
+            raise ValueError(f'{what} needs {length} positions but '
+                             f'{type(model).__name__} embeds only {limit} '
+                             '(max_position_embeddings); lower the length')
 
 
 def add_lora(model: nn.Module,

@@ -51,8 +51,7 @@ DIVERGENCE_NAMES = tuple(LF.DIVERGENCES)
 # Config fields of architectures that transform the output layer's logits
 # (Gemma 2's soft-capping, Cohere's and Granite's scaling): the fused loss,
 # which applies the output layer itself, would miss that step.
-LOGIT_TRANSFORMS = ('final_logit_softcapping', 'logit_scale',
-                    'logits_scaling')
+LOGIT_TRANSFORMS = ('final_logit_softcapping', 'logit_scale', 'logits_scaling')
 
 
 @dataclass
@@ -65,29 +64,35 @@ class LoCaDistillArguments(TrainingArguments):
     distill_loss: str = field(
         default='kd',
         metadata={
-            'help': "'kd': a divergence (--divergence) towards the LoCa "
+            'help':
+            "'kd': a divergence (--divergence) towards the LoCa "
             "teacher, forward KL as LoCaLoss by default; 'dkd': DKD on the "
             'LoCa teacher (as DKDLoCaLoss; forward KL only)',
-            'choices': DISTILL_LOSSES
+            'choices':
+            DISTILL_LOSSES
         })
     divergence: str = field(
         default='fkl',
         metadata={
-            'help': "with distill_loss=kd: 'fkl' forward KL, 'rkl' reverse "
+            'help':
+            "with distill_loss=kd: 'fkl' forward KL, 'rkl' reverse "
             "KL, 'jsd' generalized JSD (TRL GKD, --beta), 'skl' / 'srkl' "
             'skew KL / skew reverse KL (DistiLLM, --skew)',
-            'choices': DIVERGENCE_NAMES
+            'choices':
+            DIVERGENCE_NAMES
         })
     beta: float = field(
         default=0.5,
         metadata={
-            'help': 'generalized JSD interpolation in [0, 1] (divergence='
+            'help':
+            'generalized JSD interpolation in [0, 1] (divergence='
             'jsd): 0 is forward KL, 1 reverse KL, as in TRL'
         })
     skew: float = field(
         default=0.1,
         metadata={
-            'help': 'mixture weight in [0, 1) of the skew KLs (divergence='
+            'help':
+            'mixture weight in [0, 1) of the skew KLs (divergence='
             "skl|srkl); DistiLLM's default 0.1"
         })
     calibrate: str = field(
@@ -157,12 +162,18 @@ class LoCaDistillArguments(TrainingArguments):
         common = dict(tau=self.tau, alpha=self.alpha, calibrate=self.calibrate)
         if self.distill_loss == 'kd':
             extra = {
-                'jsd': {'beta': self.beta},
-                'skl': {'skew': self.skew},
-                'srkl': {'skew': self.skew}
+                'jsd': {
+                    'beta': self.beta
+                },
+                'skl': {
+                    'skew': self.skew
+                },
+                'srkl': {
+                    'skew': self.skew
+                }
             }.get(self.divergence, {})
-            return functools.partial(LF.DIVERGENCES[self.divergence],
-                                     **common, **extra)
+            return functools.partial(LF.DIVERGENCES[self.divergence], **common,
+                                     **extra)
         return functools.partial(
             LF.dkd_loss,
             **common,
@@ -392,9 +403,12 @@ def _prepare_deepspeed_teacher(teacher: nn.Module, accelerator) -> nn.Module:
             teacher.config, 'hidden_size', None)
         if hidden is not None:
             zero.update({
-                'reduce_bucket_size': hidden * hidden,
-                'stage3_param_persistence_threshold': 10 * hidden,
-                'stage3_prefetch_bucket_size': int(0.9 * hidden * hidden),
+                'reduce_bucket_size':
+                hidden * hidden,
+                'stage3_param_persistence_threshold':
+                10 * hidden,
+                'stage3_prefetch_bucket_size':
+                int(0.9 * hidden * hidden),
             })
     else:
         zero['stage'] = 0
@@ -493,9 +507,8 @@ class LoCaDistillTrainer(Trainer):
         input_ids = model_inputs.get('input_ids')
         if input_ids is not None:
             check_length_fits(
-                input_ids.shape[-1],
-                (self._unwrapped(self.model),
-                 self._unwrapped(self.teacher_model)),
+                input_ids.shape[-1], (self._unwrapped(
+                    self.model), self._unwrapped(self.teacher_model)),
                 f'a batch of {input_ids.shape[-1]} tokens per row')
         mask = model_inputs.get('attention_mask')
         if mask is not None and 'position_ids' not in model_inputs:
@@ -543,8 +556,8 @@ class LoCaDistillTrainer(Trainer):
             return "the student's forward takes no logits_to_keep"
         return self._fused_mismatch(model, model_inputs)
 
-    def _student_hidden(self, model: nn.Module,
-                        model_inputs: dict[str, Tensor]):
+    def _student_hidden(self, model: nn.Module, model_inputs: dict[str,
+                                                                   Tensor]):
         """The student's last hidden state and outputs. Through the
         (possibly wrapped) model, so that DDP sees the forward; logits are
         formed for one position per row only."""
@@ -594,8 +607,8 @@ class LoCaDistillTrainer(Trainer):
                         f'difference {gap:.3g})')
         return None
 
-    def _use_fused(self, model: nn.Module,
-                   model_inputs: dict[str, Tensor]) -> bool:
+    def _use_fused(self, model: nn.Module, model_inputs: dict[str,
+                                                              Tensor]) -> bool:
         if not self._fused_decided:
             self.fused_off_reason = self._fused_reason(model, model_inputs)
             self._fused_decided = True
@@ -624,8 +637,7 @@ class LoCaDistillTrainer(Trainer):
         labels = inputs['labels']
         model_inputs = self._model_inputs(inputs)
         if not return_outputs and self._use_fused(model, model_inputs):
-            student_hidden, outputs = self._student_hidden(
-                model, model_inputs)
+            student_hidden, outputs = self._student_hidden(model, model_inputs)
             with torch.no_grad():
                 teacher_hidden = self._teacher_hidden(model_inputs)
             result = fused_response_token_loss(
@@ -642,8 +654,7 @@ class LoCaDistillTrainer(Trainer):
             outputs = model(**model_inputs)
             with torch.no_grad():
                 teacher_logits = self.teacher_model(**model_inputs).logits
-            result = self.response_loss(outputs.logits, teacher_logits,
-                                        labels)
+            result = self.response_loss(outputs.logits, teacher_logits, labels)
         if model.training and self.args.calibrate != 'none':
             self._accumulate_loca_stats(result)
         loss = result.loss
@@ -655,8 +666,8 @@ class LoCaDistillTrainer(Trainer):
             if self.args.average_tokens_across_devices:
                 # DDP averages the processes' gradients while the count is
                 # their sum: undo the average, as Trainer.compute_loss does.
-                loss = loss * (self.accelerator.num_processes //
-                               self.get_tp_size())
+                loss = loss * (
+                    self.accelerator.num_processes // self.get_tp_size())
         return (loss, outputs) if return_outputs else loss
 
     def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
