@@ -20,7 +20,7 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast)
 
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT)
+    PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT, InstructionExample)
 
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[EOS]')
 
@@ -74,6 +74,13 @@ def build_tokenizer(texts, extra_words=()) -> PreTrainedTokenizerFast:
         unk_token='[UNK]',
         pad_token='[PAD]',
         eos_token='[EOS]')
+
+
+def instruction_examples(records=RECORDS):
+    return [
+        InstructionExample(r['instruction'], r['context'], (r['response'], ))
+        for r in records
+    ]
 
 
 def record_texts(records=RECORDS):

@@ -19,8 +19,7 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from loca_mm.integrations import instruction_eval as E  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    IGNORE_INDEX, InstructionExample, encode_example, load_instruction_jsonl,
-    prompt_token_ids)
+    IGNORE_INDEX, encode_example, load_instruction_jsonl, prompt_token_ids)
 
 
 @pytest.fixture(scope='module')
@@ -30,10 +29,7 @@ def tokenizer():
 
 @pytest.fixture(scope='module')
 def examples():
-    return [
-        InstructionExample(r['instruction'], r['context'], (r['response'], ))
-        for r in U.RECORDS
-    ]
+    return U.instruction_examples()
 
 
 @pytest.fixture(scope='module')

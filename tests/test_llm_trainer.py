@@ -12,9 +12,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import GPT2LMHeadModel  # noqa: E402
 
+from test_llm_distill import make_args  # noqa: E402
+
 from loca_mm.integrations.hf_models import add_lora  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    IGNORE_INDEX, InstructionDataset, InstructionExample, ResponseOnlyCollator)
+    IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator)
 from loca_mm.integrations.transformers import (  # noqa: E402
     LoCaDistillArguments, LoCaDistillTrainer, response_token_loss)
 
@@ -28,11 +30,7 @@ def tokenizer():
 
 @pytest.fixture(scope='module')
 def dataset(tokenizer):
-    examples = [
-        InstructionExample(r['instruction'], r['context'], (r['response'], ))
-        for r in U.RECORDS
-    ]
-    return InstructionDataset(examples, tokenizer, 96, 64)
+    return InstructionDataset(U.instruction_examples(), tokenizer, 96, 64)
 
 
 def make_trainer(tmp_path,
@@ -41,21 +39,12 @@ def make_trainer(tmp_path,
                  arch='gpt2',
                  student=None,
                  **overrides):
-    settings = dict(
-        output_dir=str(tmp_path / 'out'),
-        use_cpu=True,
-        report_to='none',
-        disable_tqdm=True,
-        save_strategy='no',
-        per_device_train_batch_size=3,
-        loss_chunk_size=7,
-        ce_weight=0.3,
-        kd_weight=0.7)
+    settings = dict(loss_chunk_size=7, ce_weight=0.3, kd_weight=0.7)
     settings.update(overrides)
     return LoCaDistillTrainer(
         model=student or BUILDERS[arch](tokenizer, seed=0),
         teacher_model=BUILDERS[arch](tokenizer, seed=1),
-        args=LoCaDistillArguments(**settings),
+        args=make_args(tmp_path, **settings),
         train_dataset=dataset,
         data_collator=ResponseOnlyCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
@@ -64,6 +53,16 @@ def make_trainer(tmp_path,
 
 def batch_of(trainer, indices):
     return trainer.data_collator([trainer.train_dataset[i] for i in indices])
+
+
+def loss_of_model_logits(trainer, batch):
+    """The materialised loss of the models' own logits."""
+    model_inputs = {k: v for k, v in batch.items() if k != 'labels'}
+    with torch.no_grad():
+        return response_token_loss(
+            trainer.model(**model_inputs).logits,
+            trainer.teacher_model(**model_inputs).logits, batch['labels'],
+            trainer.distill_fn, 0.3, 0.7).loss
 
 
 def loss_and_grads(trainer, batch, **kwargs):
@@ -100,13 +99,7 @@ def test_fused_and_materialised_paths_agree(tmp_path, tokenizer, dataset, arch,
     for name in grads:
         torch.testing.assert_close(grads[name], grads_ref[name], msg=name)
     # The materialised path is the loss of the model's own logits.
-    model_inputs = {k: v for k, v in batch.items() if k != 'labels'}
-    with torch.no_grad():
-        expected = response_token_loss(
-            plain.model(**model_inputs).logits,
-            plain.teacher_model(**model_inputs).logits, batch['labels'],
-            plain.distill_fn, 0.3, 0.7)
-    torch.testing.assert_close(loss_ref, expected.loss)
+    torch.testing.assert_close(loss_ref, loss_of_model_logits(plain, batch))
 
 
 class HalvedLogitsGPT2(GPT2LMHeadModel):
@@ -129,13 +122,7 @@ def test_models_the_fused_loss_cannot_reproduce_fall_back(
     loss = trainer.compute_loss(trainer.model, batch)
     assert 'student\'s logits are not its output layer' in \
         trainer.fused_off_reason
-    model_inputs = {k: v for k, v in batch.items() if k != 'labels'}
-    with torch.no_grad():
-        expected = response_token_loss(
-            trainer.model(**model_inputs).logits,
-            trainer.teacher_model(**model_inputs).logits, batch['labels'],
-            trainer.distill_fn, 0.3, 0.7)
-    torch.testing.assert_close(loss, expected.loss)
+    torch.testing.assert_close(loss, loss_of_model_logits(trainer, batch))
     # A custom head and a logit transform in the config are recognised
     # before any forward pass.
     custom = make_trainer(tmp_path, tokenizer, dataset)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .inputs import prepare_targets
 from .kd import loca_kd_loss
 from .result import DistillLoss
 
@@ -149,7 +150,8 @@ def fused_linear_distill_loss(student_hidden: Tensor,
         student_weight (Tensor): student output weight (V, H_S).
         teacher_hidden (Tensor): teacher hidden states (N, H_T).
         teacher_weight (Tensor): teacher output weight (V, H_T).
-        target (Tensor): integer labels (N,).
+        target (Tensor): integer labels (N,), or soft labels (N, V) (their
+            argmax is the label, as for the losses).
         loss_fn (Callable): :func:`loca_kd_loss`, :func:`dkd_loss`, a
             divergence of :mod:`.divergences`, or any function with their
             signature whose ``loss`` is the mean over its samples.
@@ -177,30 +179,22 @@ def fused_linear_distill_loss(student_hidden: Tensor,
             f'{teacher_weight.shape[0]} classes: they must share one '
             'vocabulary')
     num_rows, num_classes = student_hidden.shape[0], student_weight.shape[0]
-    if teacher_hidden.shape[0] != num_rows or tuple(target.shape) != (
-            num_rows, ) or target.is_floating_point() or target.is_complex() \
-            or target.dtype == torch.bool:
+    if teacher_hidden.shape[0] != num_rows:
         raise ValueError(
-            f'need integer labels ({num_rows},) for student hidden states of '
-            f'shape {tuple(student_hidden.shape)} and teacher hidden states '
-            f'of shape {tuple(teacher_hidden.shape)}; got labels of shape '
-            f'{tuple(target.shape)} and dtype {target.dtype}')
-    labels = target.long()
-    valid = (
-        labels != ignore_index if ignore_index is not None else
-        torch.ones_like(labels, dtype=torch.bool))
+            f'student hidden states {tuple(student_hidden.shape)} and teacher '
+            f'hidden states {tuple(teacher_hidden.shape)} must have the same '
+            'number of rows')
+    # The checks of the losses, on the logits' shape alone: a meta tensor
+    # holds no memory.
+    labels, valid = prepare_targets(
+        torch.empty(num_rows, num_classes, device='meta'), target,
+        ignore_index, check_range)
     kept = valid.nonzero().squeeze(-1)
     all_kept = kept.numel() == num_rows
     if not all_kept:
         student_hidden = student_hidden.index_select(0, kept)
         teacher_hidden = teacher_hidden.index_select(0, kept)
         labels = labels.index_select(0, kept)
-    if check_range and labels.numel():
-        low, high = torch.stack(torch.aminmax(labels)).tolist()
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f'label {low if low < 0 else high} is outside '
-                f'[0, {num_classes}) and is not ignore_index ({ignore_index})')
     grad_on = torch.is_grad_enabled()
     needs_grad = tuple(
         grad_on and tensor is not None and tensor.requires_grad

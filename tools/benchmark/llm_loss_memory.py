@@ -55,6 +55,14 @@ PROJECTION_METHODS = {
 }
 
 
+def run_worker(command: list[str]) -> dict:
+    """Run one measurement in a fresh process; its last line is JSON."""
+    output = subprocess.run(
+        command, check=True, capture_output=True, text=True,
+        env=WORKER_ENV).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def memory_kib(field: str) -> int:
     with open('/proc/self/status') as f:
         return int(re.search(rf'{field}:\s+(\d+) kB', f.read()).group(1))
@@ -200,13 +208,7 @@ def main_projection(args) -> None:
                 str(args.threads), '--response-fraction',
                 str(args.response_fraction)
             ]
-            output = subprocess.run(
-                command,
-                check=True,
-                capture_output=True,
-                text=True,
-                env=WORKER_ENV).stdout
-            row = json.loads(output.strip().splitlines()[-1])
+            row = run_worker(command)
             print(
                 f"| {vocab} | {PROJECTION_METHODS[method]} | {chunk_size} | "
                 f"{row['peak_mib']:.0f} MiB ({row['peak_mib'] / buffer:.2f} "
@@ -319,13 +321,7 @@ def main() -> None:
                 str(args.chunk_size), '--threads',
                 str(args.threads)
             ]
-            output = subprocess.run(
-                command,
-                check=True,
-                capture_output=True,
-                text=True,
-                env=WORKER_ENV).stdout
-            row = json.loads(output.strip().splitlines()[-1])
+            row = run_worker(command)
             print(
                 f"| {vocab} | {METHODS[method]} | "
                 f"{row['kept_mib']:.0f} MiB ({row['kept_mib'] / buffer:.1f}"
