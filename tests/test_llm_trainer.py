@@ -270,3 +270,25 @@ def test_divergence_settings_are_checked(tmp_path):
         LoCaDistillArguments(divergence='skl', skew=1.0, **common)
     jsd = LoCaDistillArguments(divergence='jsd', beta=0.2, **common)
     assert jsd.distill_function().keywords['beta'] == 0.2
+
+
+def test_fused_loss_through_a_ddp_wrapper(tmp_path, tokenizer, dataset):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    reference = make_trainer(tmp_path, tokenizer, dataset)
+    batch = batch_of(reference, (0, 2))
+    loss_ref, grads_ref = loss_and_grads(reference, batch)
+    trainer = make_trainer(tmp_path, tokenizer, dataset)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(trainer.model)
+        wrapped.train()
+        loss = trainer.compute_loss(wrapped, batch)
+        loss.backward()
+    finally:
+        dist.destroy_process_group()
+    assert trainer.fused_off_reason is None
+    torch.testing.assert_close(loss.detach(), loss_ref)
+    for name, param in trainer.model.named_parameters():
+        torch.testing.assert_close(param.grad, grads_ref[name], msg=name)

@@ -552,7 +552,7 @@ class LoCaDistillTrainer(Trainer):
                 if value is not None:
                     return (f"the {role}'s config sets {name}={value!r}: "
                             "its logits are not its output layer's")
-        if not _takes(model, 'logits_to_keep'):
+        if not _takes(self._unwrapped(model), 'logits_to_keep'):
             return "the student's forward takes no logits_to_keep"
         return self._fused_mismatch(model, model_inputs)
 
