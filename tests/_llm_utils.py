@@ -15,13 +15,12 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 import loca_mm  # noqa: E402,F401,I001
 import torch  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,  # noqa: E402
+from transformers import (  # noqa: E402
+    GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
     PreTrainedTokenizerFast)
 
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT)
+    PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT, InstructionExample)
 
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[EOS]')
 
@@ -77,6 +76,13 @@ def build_tokenizer(texts, extra_words=()) -> PreTrainedTokenizerFast:
         eos_token='[EOS]')
 
 
+def instruction_examples(records=RECORDS):
+    return [
+        InstructionExample(r['instruction'], r['context'], (r['response'], ))
+        for r in records
+    ]
+
+
 def record_texts(records=RECORDS):
     return [
         ' '.join([r['instruction'], r['context'], r['response']])
@@ -101,6 +107,24 @@ def tiny_gpt2(tokenizer, seed: int, vocab_size=None) -> GPT2LMHeadModel:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
     return GPT2LMHeadModel(config)
+
+
+def tiny_llama(tokenizer, seed: int) -> LlamaForCausalLM:
+    """A one-layer Llama (untied output layer, no bias), random weights."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config)
 
 
 def write_jsonl(path, records) -> str:

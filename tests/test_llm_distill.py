@@ -18,8 +18,8 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    IGNORE_INDEX, InstructionDataset, InstructionExample, ResponseOnlyCollator,
-    encode_example, load_instruction_jsonl)
+    IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator, encode_example,
+    load_instruction_jsonl)
 from loca_mm.integrations.instruction_eval import (  # noqa: E402
     generate_responses, rouge_l)
 from loca_mm.integrations.transformers import (  # noqa: E402
@@ -47,10 +47,7 @@ def tokenizer():
 
 @pytest.fixture(scope='module')
 def examples():
-    return [
-        InstructionExample(r['instruction'], r['context'], (r['response'], ))
-        for r in U.RECORDS
-    ]
+    return U.instruction_examples()
 
 
 def make_args(tmp_path, **overrides):

@@ -24,11 +24,16 @@ from .kd import loca_kd_loss
 from .result import DistillLoss
 from .stats import calibration_counts, calibration_summary
 from .teacher import CalibratedLogProbs, loca_log_probs
+from .divergences import (DIVERGENCES, generalized_jsd_loss, reverse_kl_loss,
+                          skew_kl_loss, skew_reverse_kl_loss)
+from .fused_linear import fused_linear_distill_loss
 
 __all__ = [
     'CALIBRATION_MODES', 'CalibratedTarget', 'CalibratedLogProbs',
     'DistillLoss', 'calibration_counts', 'calibration_scale',
     'calibration_summary', 'check_calibration_args', 'check_logits',
     'chunked_distill_loss', 'dkd_loss', 'loca_calibrate', 'loca_kd_loss',
-    'loca_log_probs', 'prepare_targets'
+    'loca_log_probs', 'prepare_targets',
+    'DIVERGENCES', 'fused_linear_distill_loss', 'generalized_jsd_loss',
+    'reverse_kl_loss', 'skew_kl_loss', 'skew_reverse_kl_loss'
 ]

@@ -4,5 +4,11 @@ Submodules import their framework when they are imported themselves, so
 ``import loca_mm`` never needs them: use
 ``from loca_mm.integrations.transformers import LoCaDistillTrainer``
 (requires the ``llm`` extra: ``transformers``, ``accelerate``,
-``rouge-score``).
+``rouge-score``; ``peft`` for a LoRA student).
+
+* :mod:`.transformers`: the distillation ``Trainer`` and its per-token loss.
+* :mod:`.instruction_data`, :mod:`.instruction_eval`: Dolly / MiniLLM
+  records, generation, ROUGE-L and its training callback.
+* :mod:`.hf_models`, :mod:`.distill_run`: loading models and tokenizers, and
+  a whole run from its settings (what ``tools/llm`` calls).
 """

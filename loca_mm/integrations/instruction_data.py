@@ -19,6 +19,12 @@ from torch.utils.data import Dataset
 
 IGNORE_INDEX = -100
 
+#: How prompt and response become tokens. ``'separate'``: the prompt with
+#: the tokenizer's special tokens (a BOS for LLaMA), the response on its
+#: own. ``'minillm'``: as MiniLLM's data processing, no special tokens and
+#: the response cut from the encoding of prompt + response.
+TOKENIZATIONS = ('separate', 'minillm')
+
 PROMPT_WITHOUT_CONTEXT = (
     'Below is an instruction that describes a task. Write a response that '
     'appropriately completes the request.\n\n'
@@ -87,6 +93,10 @@ def load_instruction_jsonl(path: str,
     Returns:
         list[InstructionExample]: the records, in file order.
     """
+    if limit is not None and (isinstance(limit, bool)
+                              or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f'limit must be a number of records >= 1, got '
+                         f'{limit!r} (leave it unset to read all of {path})')
     examples = []
     with open(path, encoding='utf-8') as f:
         for line_number, line in enumerate(f, start=1):
@@ -106,12 +116,37 @@ def load_instruction_jsonl(path: str,
     return examples
 
 
-def encode_example(example: InstructionExample, tokenizer, max_length: int,
-                   max_prompt_length: int) -> Optional[dict[str, list[int]]]:
+def check_tokenization(tokenization: str) -> None:
+    """Raise ValueError unless ``tokenization`` is one of
+    :data:`TOKENIZATIONS`."""
+    if tokenization not in TOKENIZATIONS:
+        raise ValueError(f'tokenization must be one of {TOKENIZATIONS}, got '
+                         f'{tokenization!r}')
+
+
+def prompt_token_ids(tokenizer,
+                     prompt: str,
+                     tokenization: str = 'separate') -> list[int]:
+    """The token ids a prompt is given to the model as, in training and in
+    generation alike (see :data:`TOKENIZATIONS`)."""
+    check_tokenization(tokenization)
+    return tokenizer(
+        prompt, add_special_tokens=tokenization == 'separate').input_ids
+
+
+def encode_example(example: InstructionExample,
+                   tokenizer,
+                   max_length: int,
+                   max_prompt_length: int,
+                   tokenization: str = 'separate'
+                   ) -> Optional[dict[str, list[int]]]:
     """Token ids and labels of prompt + first reference + EOS.
 
-    Prompt and response are tokenized separately, so the prompt tokens are
-    exactly those the model is given at generation time.
+    The prompt tokens are exactly those the model is given at generation
+    time (:func:`prompt_token_ids`). With ``tokenization='separate'`` the
+    response is tokenized on its own; with ``'minillm'`` it is the part of
+    the encoding of prompt + response after the prompt's tokens, as in
+    MiniLLM's data processing.
 
     Args:
         example (InstructionExample): the record.
@@ -120,6 +155,7 @@ def encode_example(example: InstructionExample, tokenizer, max_length: int,
             cut to fit.
         max_prompt_length (int): records with longer prompts are dropped
             (returns None), as in MiniLLM's preprocessing.
+        tokenization (str): ``'separate'`` (default) or ``'minillm'``.
 
     Returns:
         dict | None: ``input_ids`` and ``labels`` (``IGNORE_INDEX`` on the
@@ -128,13 +164,16 @@ def encode_example(example: InstructionExample, tokenizer, max_length: int,
     if tokenizer.eos_token_id is None:
         raise ValueError('the tokenizer has no EOS token; the student must '
                          'learn where a response ends')
-    # The prompt gets the tokenizer's usual special tokens (a BOS for
-    # LLaMA), exactly as when it is tokenized for generation.
-    prompt_ids = tokenizer(example.prompt).input_ids
+    prompt_ids = prompt_token_ids(tokenizer, example.prompt, tokenization)
     if len(prompt_ids) > max_prompt_length:
         return None
-    response_ids = tokenizer(
-        example.references[0], add_special_tokens=False).input_ids
+    if tokenization == 'minillm':
+        response_ids = tokenizer(
+            example.prompt + example.references[0],
+            add_special_tokens=False).input_ids[len(prompt_ids):]
+    else:
+        response_ids = tokenizer(
+            example.references[0], add_special_tokens=False).input_ids
     response_ids = (response_ids + [tokenizer.eos_token_id])[:max_length -
                                                              len(prompt_ids)]
     return {
@@ -152,20 +191,23 @@ class InstructionDataset(Dataset):
         max_length (int): cap on prompt + response tokens. Defaults to 512.
         max_prompt_length (int): longer prompts are dropped; the number is
             kept in ``num_dropped``. Defaults to 256.
+        tokenization (str): ``'separate'`` (default) or ``'minillm'``, see
+            :func:`encode_example`.
     """
 
     def __init__(self,
                  examples: Sequence[InstructionExample],
                  tokenizer,
                  max_length: int = 512,
-                 max_prompt_length: int = 256) -> None:
+                 max_prompt_length: int = 256,
+                 tokenization: str = 'separate') -> None:
         if not 0 < max_prompt_length < max_length:
             raise ValueError('need 0 < max_prompt_length < max_length, got '
                              f'max_prompt_length={max_prompt_length}, '
                              f'max_length={max_length}')
         encoded = [
-            encode_example(example, tokenizer, max_length, max_prompt_length)
-            for example in examples
+            encode_example(example, tokenizer, max_length, max_prompt_length,
+                           tokenization) for example in examples
         ]
         self.items = [item for item in encoded if item is not None]
         self.num_dropped = len(encoded) - len(self.items)

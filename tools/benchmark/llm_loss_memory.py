@@ -2,10 +2,18 @@
 
     python tools/benchmark/llm_loss_memory.py [--tokens 4096] \\
         [--vocabs 32000 50257] [--chunk-size 256] [--threads 2]
+    python tools/benchmark/llm_loss_memory.py --projection \\
+        --tokens 4096 --vocabs 50257 --hidden 768 [--response-fraction 1]
 
 For each vocabulary size and loss, a fresh process allocates student and
 teacher logits (tokens x vocab, float32) and labels, runs forward and
-backward once to warm up, then once measured. Memory is the process's
+backward once to warm up, then once measured. With ``--projection`` the
+inputs are the models' last hidden states (tokens x hidden) and output
+weights (vocab x hidden) instead, and each method includes the output
+layers: the trainer's materialised path (both logits formed, then its
+chunked loss) against the fused-linear loss; memory is then above the
+hidden states and weights, and the gradients of the student's hidden
+states and weight are part of the peak. Memory is the process's
 resident set: its peak (VmHWM, reset through /proc/self/clear_refs before
 the measured pass) minus its size with the inputs allocated. Linux only.
 The workers run with glibc's mmap threshold fixed at 1 MiB, so every
@@ -19,6 +27,7 @@ gradient of the student logits (one buffer, needed by every method).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -38,6 +47,20 @@ METHODS = {
     'ce_kd': '0.5 CE + 0.5 KD (torch, unchunked)',
     'trainer': '0.5 CE + 0.5 LoCa-KD (LoCaDistillTrainer loss, chunked)',
 }
+
+PROJECTION_METHODS = {
+    'logits': 'output layers, then 0.5 CE + 0.5 LoCa-KD chunked '
+    '(materialised logits)',
+    'fused': '0.5 CE + 0.5 LoCa-KD fused with the output layers',
+}
+
+
+def run_worker(command: list[str]) -> dict:
+    """Run one measurement in a fresh process; its last line is JSON."""
+    output = subprocess.run(
+        command, check=True, capture_output=True, text=True,
+        env=WORKER_ENV).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def memory_kib(field: str) -> int:
@@ -87,6 +110,112 @@ def build_loss(method: str, chunk_size: int, tau: float):
     return trainer_loss
 
 
+def build_projection_loss(method: str, chunk_size: int):
+    """Loss of (hidden_S, weight_S, hidden_T, weight_T, labels), the
+    labels being one sequence of token ids with -100 where not scored."""
+    import torch
+    import torch.nn.functional as F
+
+    import loca_mm  # noqa: F401
+    from loca_mm import functional as LF
+    from loca_mm.integrations.transformers import (fused_response_token_loss,
+                                                   response_token_loss)
+    distill_fn = functools.partial(LF.loca_kd_loss, tau=1.0)
+
+    def materialised(h_S, head_S, h_T, head_T, labels):
+        # As in the trainer: the logits are freed when the loss returns,
+        # before backward; the chunked loss keeps its gradient buffer.
+        logits_S = F.linear(h_S, head_S.weight)
+        with torch.no_grad():
+            logits_T = F.linear(h_T, head_T.weight)
+        return response_token_loss(
+            logits_S.unsqueeze(0),
+            logits_T.unsqueeze(0),
+            labels.unsqueeze(0),
+            distill_fn,
+            chunk_size=chunk_size).loss
+
+    def fused(h_S, head_S, h_T, head_T, labels):
+        return fused_response_token_loss(
+            h_S.unsqueeze(0),
+            head_S,
+            h_T.unsqueeze(0),
+            head_T,
+            labels.unsqueeze(0),
+            distill_fn,
+            chunk_size=chunk_size).loss
+
+    return materialised if method == 'logits' else fused
+
+
+def measure_projection(method: str, tokens: int, vocab: int, hidden: int,
+                       chunk_size: int, threads: int,
+                       response_fraction: float) -> dict:
+    import torch
+    torch.set_num_threads(threads)
+    loss_fn = build_projection_loss(method, chunk_size)
+    generator = torch.Generator().manual_seed(0)
+    h_S = torch.randn(tokens, hidden, generator=generator).requires_grad_()
+    h_T = torch.randn(tokens, hidden, generator=generator)
+    torch.manual_seed(0)  # the same output layers in every worker
+    head_S = torch.nn.Linear(hidden, vocab, bias=False)
+    head_T = torch.nn.Linear(hidden, vocab, bias=False).requires_grad_(False)
+    labels = torch.randint(0, vocab, (tokens, ), generator=generator)
+    # The first (1 - fraction) of the sequence is prompt: not scored.
+    labels[:int(round(tokens * (1 - response_fraction)))] = -100
+
+    def step():
+        loss = loss_fn(h_S, head_S, h_T, head_T, labels)
+        loss.backward()
+        return loss
+
+    step()  # warm-up
+    h_S.grad = head_S.weight.grad = None
+    gc.collect()
+    base = memory_kib('VmRSS')
+    reset_peak()
+    start = time.perf_counter()
+    loss = step()
+    seconds = time.perf_counter() - start
+    peak = memory_kib('VmHWM') - base
+    return {
+        'method': method,
+        'tokens': tokens,
+        'vocab': vocab,
+        'hidden': hidden,
+        'peak_mib': peak / 1024,
+        'seconds': seconds,
+        'loss': loss.item(),
+    }
+
+
+def main_projection(args) -> None:
+    print(f'tokens={args.tokens}, hidden={args.hidden}, threads='
+          f'{args.threads}, response fraction {args.response_fraction}; '
+          'peak MiB above the hidden states and output weights; one '
+          '(tokens x vocab) float32 buffer is given as "buf"\n')
+    print('| vocab | method | chunk | peak (fwd + bwd) | time (s) | loss |')
+    print('|---|---|---|---|---|---|')
+    for vocab in args.vocabs:
+        buffer = args.tokens * vocab * 4 / 2**20
+        for method, chunk_size in zip(args.methods, args.chunk_sizes):
+            command = [
+                sys.executable, __file__, '--projection', '--worker',
+                f'{method}:{vocab}', '--tokens',
+                str(args.tokens), '--hidden',
+                str(args.hidden), '--chunk-size',
+                str(chunk_size), '--threads',
+                str(args.threads), '--response-fraction',
+                str(args.response_fraction)
+            ]
+            row = run_worker(command)
+            print(
+                f"| {vocab} | {PROJECTION_METHODS[method]} | {chunk_size} | "
+                f"{row['peak_mib']:.0f} MiB ({row['peak_mib'] / buffer:.2f} "
+                f"buf) | {row['seconds']:.2f} | {row['loss']:.6f} |",
+                flush=True)
+
+
 def measure(method: str, tokens: int, vocab: int, chunk_size: int,
             threads: int) -> dict:
     import torch
@@ -127,10 +256,48 @@ def main() -> None:
         '--vocabs', type=int, nargs='+', default=[32000, 50257])
     parser.add_argument('--chunk-size', type=int, default=256)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--methods', nargs='+')
     parser.add_argument(
-        '--methods', nargs='+', choices=tuple(METHODS), default=list(METHODS))
+        '--projection',
+        action='store_true',
+        help='include the output layers: materialised logits vs fused')
+    parser.add_argument('--hidden', type=int, default=768)
+    parser.add_argument(
+        '--chunk-sizes',
+        type=int,
+        nargs='+',
+        help='with --projection: one chunk size per method (default: '
+        'logits 256, the materialised path\'s earlier default; fused 1024 '
+        'and 256)')
+    parser.add_argument(
+        '--response-fraction',
+        type=float,
+        default=1.0,
+        help='with --projection: fraction of the tokens that are scored')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.projection:
+        if args.worker:
+            method, vocab = args.worker.split(':')
+            print(
+                json.dumps(
+                    measure_projection(method, args.tokens, int(vocab),
+                                       args.hidden, args.chunk_size,
+                                       args.threads, args.response_fraction)))
+            return
+        if args.methods is None:
+            args.methods = ['logits', 'fused', 'fused']
+            args.chunk_sizes = args.chunk_sizes or [256, 1024, 256]
+        if args.chunk_sizes is None or len(args.chunk_sizes) != len(
+                args.methods) or set(args.methods) - set(PROJECTION_METHODS):
+            parser.error('--projection needs methods from '
+                         f'{tuple(PROJECTION_METHODS)} and one --chunk-sizes '
+                         'entry per method')
+        main_projection(args)
+        return
+    args.methods = args.methods or list(METHODS)
+    if set(args.methods) - set(METHODS):
+        parser.error(f'--methods must be from {tuple(METHODS)}')
     if args.worker:
         method, vocab = args.worker.split(':')
         print(
@@ -154,13 +321,7 @@ def main() -> None:
                 str(args.chunk_size), '--threads',
                 str(args.threads)
             ]
-            output = subprocess.run(
-                command,
-                check=True,
-                capture_output=True,
-                text=True,
-                env=WORKER_ENV).stdout
-            row = json.loads(output.strip().splitlines()[-1])
+            row = run_worker(command)
             print(
                 f"| {vocab} | {METHODS[method]} | "
                 f"{row['kept_mib']:.0f} MiB ({row['kept_mib'] / buffer:.1f}"

@@ -1,36 +1,43 @@
-"""Generate greedily for held-out instructions and report ROUGE-L.
+"""Generate for held-out instructions and report ROUGE-L.
 
     python tools/llm/eval_rouge.py MODEL DATA.jsonl [DATA.jsonl ...] \\
         [--limit N] [--max-new-tokens 256] [--batch-size 8] \\
+        [--do-sample --seeds 10 20 30 40 50] [--tokenization separate] \\
         [--dtype float32] [--output results.json]
 
 MODEL is a local directory (e.g. the output of tools/llm/distill.py) or a
 Hub name. Each DATA file is Dolly JSONL (``instruction``, ``context``,
 ``response``) or MiniLLM JSONL (``instruction``, ``input``, ``output``, with
 ``output`` a string or a list of references), e.g. the Dolly validation
-split, S-NI and UnNI. Prints one ROUGE-L (percent) per file.
+split, S-NI and UnNI. Greedy by default; ``--do-sample`` samples as MiniLLM
+does (temperature 1, top_k 0, top_p 1) once per seed and reports the mean
+and standard deviation. Prints one ROUGE-L (percent) per file.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os.path as osp
 from typing import Optional, Sequence
 
 # loca_mm first: its compatibility fixes let torchvision, which transformers
 # imports, load next to the CPU build of torch.
 import loca_mm  # noqa: F401,I001
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from loca_mm.integrations.instruction_data import load_instruction_jsonl
-from loca_mm.integrations.instruction_eval import evaluate_rouge_l
+from loca_mm.integrations.hf_models import (DTYPES, load_causal_lm,
+                                            load_tokenizer)
+from loca_mm.integrations.instruction_data import TOKENIZATIONS
+from loca_mm.integrations.instruction_eval import run_rouge_evaluation
 
-DTYPES = {
-    'float32': torch.float32,
-    'bfloat16': torch.bfloat16,
-    'float16': torch.float16
-}
+MINILLM_SEEDS = [10, 20, 30, 40, 50]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be >= 1, got {value} (leave --limit out to evaluate every '
+            'record)')
+    return value
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -38,42 +45,60 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('model', help='local directory or Hub name')
     parser.add_argument('data', nargs='+', help='held-out JSONL files')
     parser.add_argument(
-        '--limit', type=int, help='evaluate the first N records of each file')
-    parser.add_argument('--max-new-tokens', type=int, default=256)
-    parser.add_argument('--batch-size', type=int, default=8)
+        '--limit',
+        type=positive_int,
+        help='evaluate the first N records of each file')
+    parser.add_argument('--max-new-tokens', type=positive_int, default=256)
+    parser.add_argument('--batch-size', type=positive_int, default=8)
+    parser.add_argument(
+        '--do-sample',
+        '--do_sample',
+        action='store_true',
+        help='sample (temperature 1, top_k 0, top_p 1) once per seed, as '
+        'MiniLLM evaluates; default: greedy')
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        help=f'seeds of --do-sample (default: MiniLLM\'s {MINILLM_SEEDS})')
+    parser.add_argument(
+        '--tokenization',
+        choices=TOKENIZATIONS,
+        default='separate',
+        help='how prompts become tokens; use what the model was trained '
+        "with ('minillm': no BOS)")
     parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32')
     parser.add_argument(
         '--device',
         default='cuda' if torch.cuda.is_available() else 'cpu',
         help='default: cuda if available, else cpu')
     parser.add_argument(
-        '--output', help='write scores and generated responses as JSON')
-    return parser.parse_args(argv)
+        '--output',
+        help='write scores and generated responses as JSON (after each '
+        'file); must not exist')
+    args = parser.parse_args(argv)
+    if args.seeds is not None and not args.do_sample:
+        parser.error('--seeds needs --do-sample')
+    if args.do_sample and args.seeds is None:
+        args.seeds = MINILLM_SEEDS
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=DTYPES[args.dtype]).to(args.device)
-    scores, details = {}, {}
-    for path in args.data:
-        examples = load_instruction_jsonl(path, args.limit)
-        score, responses = evaluate_rouge_l(model, tokenizer, examples,
-                                            args.max_new_tokens,
-                                            args.batch_size)
-        name = osp.splitext(osp.basename(path))[0]
-        scores[path] = score
-        details[path] = {
-            'rouge_l': score,
-            'num_examples': len(examples),
-            'responses': responses
-        }
-        print(f'{name}: ROUGE-L {score:.2f} ({len(examples)} examples)')
-    if args.output:
-        with open(args.output, 'w', encoding='utf-8') as f:
-            json.dump({'model': args.model, 'results': details}, f, indent=1)
-    return scores
+    tokenizer = load_tokenizer(args.model)
+    model = load_causal_lm(args.model, args.dtype).to(args.device)
+    return run_rouge_evaluation(
+        model,
+        tokenizer,
+        args.data,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seeds=args.seeds if args.do_sample else None,
+        tokenization=args.tokenization,
+        output=args.output,
+        model_name=args.model)
 
 
 if __name__ == '__main__':

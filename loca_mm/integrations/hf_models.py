@@ -1,0 +1,103 @@
+"""Loading the causal LMs and tokenizers of a distillation run: precision,
+padding, position limits and an optional LoRA student."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+DTYPES = {
+    'float32': torch.float32,
+    'bfloat16': torch.bfloat16,
+    'float16': torch.float16
+}
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a model, with EOS as padding if it has no pad token.
+
+    GPT-2's tokenizer has no pad token; padded positions are masked out of
+    attention and of the loss, so which id fills them does not matter.
+    """
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f'the tokenizer of {name} has neither a pad nor '
+                             'an EOS token to pad batches with')
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained(name)`` in the given precision.
+
+    Args:
+        name (str): local directory or Hub name.
+        dtype (str): a key of :data:`DTYPES`.
+    """
+    from transformers import AutoModelForCausalLM
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype must be one of {tuple(DTYPES)}, got '
+                         f'{dtype!r}')
+    return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype])
+
+
+def max_positions(model: nn.Module) -> Optional[int]:
+    """The number of positions the model embeds, None if it has no limit."""
+    config = getattr(model, 'config', None)
+    return getattr(config, 'max_position_embeddings', None)
+
+
+def check_length_fits(length: int, models: Sequence[nn.Module],
+                      what: str) -> None:
+    """Raise ValueError if ``length`` tokens exceed a model's positions.
+
+    Args:
+        length (int): the number of positions needed.
+        models (Sequence[nn.Module]): the models that will see them.
+        what (str): what needs them, for the message.
+    """
+    for model in models:
+        limit = max_positions(model)
+        if limit is not None and length > limit:
+            raise ValueError(f'{what} needs {length} positions but '
+                             f'{type(model).__name__} embeds only {limit} '
+                             '(max_position_embeddings); lower the length')
+
+
+def add_lora(model: nn.Module,
+             r: int,
+             lora_alpha: float = 16.0,
+             dropout: float = 0.05,
+             target_modules: Optional[Sequence[str]] = None) -> nn.Module:
+    """Wrap a student in LoRA adapters (``peft``); only they are trained.
+
+    Args:
+        model (nn.Module): the student causal LM.
+        r (int): the adapters' rank, >= 1.
+        lora_alpha (float): LoRA's scaling numerator. Defaults to 16.
+        dropout (float): dropout on the adapters' input. Defaults to 0.05.
+        target_modules (Sequence[str], optional): names of the layers to
+            adapt; None lets ``peft`` pick its default for the architecture
+            (the attention projections).
+
+    Returns:
+        nn.Module: a ``peft.PeftModel``; ``save_pretrained`` writes the
+        adapters only.
+    """
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f'LoRA rank r must be an int >= 1, got {r!r}')
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise ImportError('a LoRA student needs peft: pip install -r '
+                          'requirements/llm.txt') from error
+    config = LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules) if target_modules else None,
+        task_type='CAUSAL_LM')
+    return get_peft_model(model, config)
