@@ -10,6 +10,8 @@ import torch
 import yaml
 from mmengine.config import Config
 
+from loca_mm.utils import resolve_model_config
+
 from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, VANILLA_DIR,
                              build_runner, cifar_files_unchecked,  # noqa: F401
                              one_torch_thread,  # noqa: F401
@@ -78,6 +80,14 @@ def model_of(name: str) -> dict:
     return Config.fromfile(str(MODEL_DIR / f'{name}.py')).model.to_dict()
 
 
+def assert_refers_to(network: dict, name: str) -> None:
+    """A config's student or teacher is a reference to the model file
+    ``name`` of the zoo that builds that model."""
+    assert network.cfg_path == f'loca_mm::_base_/models/cifar100/{name}.py'
+    assert network.pretrained is False
+    assert resolve_model_config(network).to_dict() == model_of(name)
+
+
 def assert_cifar100_recipe(cfg: Config) -> None:
     """What every CIFAR-100 config shares (REFERENCE.md's recipe)."""
     assert cfg.train_dataloader.batch_size == 64
@@ -117,8 +127,8 @@ def test_pair_config_follows_the_recipe(pair, method):
     cfg = Config.fromfile(str(pair_config(method, teacher, student)))
     model = cfg.model
     assert model.type == 'StrictSingleTeacherDistill'
-    assert model.architecture.to_dict() == model_of(student)
-    assert model.teacher.to_dict() == model_of(teacher)
+    assert_refers_to(model.architecture, student)
+    assert_refers_to(model.teacher, teacher)
     assert model.teacher_ckpt == f'checkpoints/cifar100/{teacher}.pth'
     # The student's CE is the distiller's loss_ce, not the head's own loss.
     assert model.calculate_student_loss is False

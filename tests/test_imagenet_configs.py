@@ -17,6 +17,7 @@ import loca_mm  # noqa: F401
 from _entrypoint_utils import (REPO, load_tool, local_dataloaders,
                                quiet_runner_reports, write_imagenet_layout)
 from loca_mm.models.backbones import MobileNetV1
+from loca_mm.utils import resolve_model_config
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 DISTILL_DIR = REPO / 'configs' / 'distill' / 'imagenet'
@@ -102,10 +103,16 @@ def test_config_follows_the_recipe(config):
     assert model.type == 'StrictSingleTeacherDistill'
     teacher = PAIRS[pair]
     assert model.teacher_ckpt == released_weights(f'{teacher}_8xb32_in1k')
-    assert model.teacher.backbone.depth == int(teacher[len('resnet'):])
     student = pair.split('_')[1]
-    assert model.architecture == load_config(MODEL_DIR /
-                                             f'{student}.py').model
+    for network, name in ((model.teacher, teacher),
+                          (model.architecture, student)):
+        assert network.cfg_path == \
+            f'loca_mm::_base_/models/imagenet/{name}.py'
+        assert network.pretrained is False
+        assert resolve_model_config(network) == load_config(
+            MODEL_DIR / f'{name}.py').model
+    assert resolve_model_config(model.teacher).backbone.depth == int(
+        teacher[len('resnet'):])
     losses = model.distiller.distill_losses
     distill = losses.loss_distill
     assert distill.tau == 1.0
