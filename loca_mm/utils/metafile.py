@@ -62,10 +62,13 @@ def trained_top1(entry: dict) -> Optional[float]:
     dataset = entry['Metadata']['Training Data']
     if (not isinstance(results, list) or len(results) != 1
             or results[0].get('Dataset') != dataset
-            or 'Top 1 Accuracy' not in results[0].get('Metrics', {})):
+            or not isinstance(
+                results[0].get('Metrics', {}).get('Top 1 Accuracy'),
+                (int, float))):
         raise ValueError(
             f'{entry["Name"]}: Results must be one result with Dataset '
-            f'{dataset} and Metrics: Top 1 Accuracy, got {results}')
+            f'{dataset} and Metrics: Top 1 Accuracy (a number), got '
+            f'{results}')
     return float(results[0]['Metrics']['Top 1 Accuracy'])
 
 
