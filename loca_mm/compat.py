@@ -190,7 +190,7 @@ def fix_cpu_init_dist() -> bool:
 
 
 def fix_editable_install_path() -> bool:
-    """Let mmengine find the files of a package installed with ``pip install -e``.
+    """Let mmengine find the files of an editable (``pip install -e``) install.
 
     mmengine 0.10.7 reads a package's configs (``pkg::`` scopes,
     ``cfg_path``) from ``<distribution location>/<package>``. A PEP 660

@@ -57,4 +57,5 @@ METRICS = Registry('metric', parent=mmpretrain.METRICS, scope=SCOPE)
 EVALUATORS = Registry('evaluator', parent=mmpretrain.EVALUATORS, scope=SCOPE)
 VISUALIZERS = Registry(
     'visualizer', parent=mmpretrain.VISUALIZERS, scope=SCOPE)
-VISBACKENDS = Registry('vis_backend', parent=mmpretrain.VISBACKENDS, scope=SCOPE)
+VISBACKENDS = Registry(
+    'vis_backend', parent=mmpretrain.VISBACKENDS, scope=SCOPE)

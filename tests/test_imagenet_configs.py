@@ -149,8 +149,8 @@ def test_metafile_lists_every_config_and_the_readme_table_is_generated():
     assert set(METAFILE_ENTRIES) == {c.stem for c in [*CONFIGS, VANILLA]}
     assert not render_readme(
         str(DISTILL_DIR / 'metafile.yml'), str(DISTILL_DIR / 'README.md'),
-        check=True), ('configs/distill/imagenet/README.md is out of date: '
-                      'run python tools/analysis_tools/render_config_readme.py')
+        check=True), ('configs/distill/imagenet/README.md is out of date: run '
+                      'python tools/analysis_tools/render_config_readme.py')
 
 
 def test_vanilla_mobilenetv1_follows_the_recipe():
