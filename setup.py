@@ -1,4 +1,12 @@
-"""Install loca_mm: ``pip install -e .`` (pins in requirements/)."""
+"""Install loca_mm: ``pip install -e .`` (pins in requirements/).
+
+Like the OpenMMLab packages, loca_mm ships its configs, tools and model
+index inside the package, in ``loca_mm/.mim`` (what mmengine reads for
+``loca_mm::`` configs and ``mim`` for ``mim search loca_mm``). There these
+are links to the repository's ``configs/``, ``tools/`` and
+``model-index.yml``, so an editable install and a source checkout use the
+files in place; a wheel or sdist holds copies of them.
+"""
 import os.path as osp
 
 from setuptools import find_packages, setup
@@ -12,6 +20,17 @@ def read_requirements(name):
             line.split('#')[0].strip() for line in f
             if line.split('#')[0].strip()
         ]
+
+
+# Package data under loca_mm/.mim, followed through its links.
+MIM_FILES = [
+    '.mim/model-index.yml',
+    '.mim/configs/**/*.py',
+    '.mim/configs/**/*.yml',
+    '.mim/configs/**/*.md',
+    '.mim/tools/**/*.py',
+    '.mim/tools/**/*.sh',
+]
 
 
 def read_version():
@@ -31,6 +50,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['loca_mm', 'loca_mm.*']),
+    package_data={'loca_mm': MIM_FILES},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
     extras_require={

@@ -189,6 +189,42 @@ def fix_cpu_init_dist() -> bool:
     return True
 
 
+def fix_editable_install_path() -> bool:
+    """Let mmengine find the files of an editable (``pip install -e``) install.
+
+    mmengine 0.10.7 reads a package's configs (``pkg::`` scopes,
+    ``cfg_path``) from ``<distribution location>/<package>``. A PEP 660
+    editable install (the only kind pip >= 25.3 makes) keeps its metadata in
+    site-packages and the package in the source tree, so that folder does not
+    exist. Where it does not, the patched lookup asks the import system, which
+    knows the source tree; every other answer is mmengine's.
+
+    Returns:
+        bool: True if mmengine's lookup was replaced.
+    """
+    import mmengine.utils
+    from mmengine.config import config as config_module
+    from mmengine.hub import hub as hub_module
+    from mmengine.utils import package_utils
+    original = package_utils.get_installed_path
+    if getattr(original, '_loca_mm_editable', False):
+        return False
+
+    def get_installed_path(package: str) -> str:
+        path = original(package)
+        if os.path.isdir(path):
+            return path
+        spec = importlib.util.find_spec(os.path.basename(path))
+        if spec is None or not spec.submodule_search_locations:
+            return path
+        return list(spec.submodule_search_locations)[0]
+
+    get_installed_path._loca_mm_editable = True
+    for module in (mmengine.utils, package_utils, config_module, hub_module):
+        module.get_installed_path = get_installed_path
+    return True
+
+
 def quiet_mmcv_lite_ops_warning() -> bool:
     """Silence mmcv-lite's warning about its missing compiled ops.
 
@@ -218,4 +254,5 @@ def apply() -> dict:
         'checkpoint_safe_globals': fix_checkpoint_safe_globals(),
         'cpu_init_dist': fix_cpu_init_dist(),
         'mmcv_lite_ops_warning': quiet_mmcv_lite_ops_warning(),
+        'editable_install_path': fix_editable_install_path(),
     }

@@ -1,6 +1,5 @@
 """Helpers for the CIFAR-100 config tests: a dataset in CIFAR-100's own
 format written on the fly, and short training runs of the configs."""
-import copy
 import os.path as osp
 import pickle
 from pathlib import Path
@@ -13,6 +12,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import loca_mm  # noqa: F401  (registers the modules the configs name)
+from loca_mm.utils import resolve_model_config
 from mmpretrain.datasets import CIFAR100
 from mmpretrain.registry import MODELS as CLS_MODELS
 
@@ -72,9 +72,10 @@ def random_split(num: int, seed: int) -> tuple:
 
 
 def save_fresh_model(model_cfg: dict, path: str) -> Dict[str, torch.Tensor]:
-    """Build ``model_cfg`` (an mmpretrain classifier), save its weights as
-    an mmengine checkpoint at ``path`` and return them."""
-    state_dict = CLS_MODELS.build(copy.deepcopy(model_cfg)).state_dict()
+    """Build ``model_cfg`` (an mmpretrain classifier, or a config's
+    ``cfg_path`` reference to one), save its weights as an mmengine
+    checkpoint at ``path`` and return them."""
+    state_dict = CLS_MODELS.build(resolve_model_config(model_cfg)).state_dict()
     torch.save({'state_dict': state_dict}, path)
     return state_dict
 

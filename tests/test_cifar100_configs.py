@@ -7,45 +7,27 @@ from typing import Optional
 import numpy as np
 import pytest
 import torch
-import yaml
 from mmengine.config import Config
 
-from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, VANILLA_DIR,
+from loca_mm.utils import resolve_model_config
+from loca_mm.utils.metafile import (TABLE_BEGIN, TABLE_END, distillation_pairs,
+                                    load_models, render_readme, results_table,
+                                    trained_top1)
+
+from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, REPO, VANILLA_DIR,
                              build_runner, cifar_files_unchecked,  # noqa: F401
                              one_torch_thread,  # noqa: F401
                              random_split, save_fresh_model,
                              short_run_options, write_cifar100)
 
 CONFIGS = sorted([*DISTILL_DIR.glob('*.py'), *VANILLA_DIR.glob('*.py')])
-METHODS = ('kd', 'loca', 'dkd', 'dkdloca')
-
-# REFERENCE.md: the 11 CIFAR-100 pairs with DKD's beta, the lr (0.01 for
-# ShuffleNet/MobileNet students, else 0.05) and the published top-1 of
-# teacher, student, KD and DKD.
-PAIRS = {
-    ('resnet56', 'resnet20'): dict(
-        beta=2.0, lr=0.05, top1=(72.34, 69.06, 70.66, 71.97)),
-    ('resnet110', 'resnet32'): dict(
-        beta=2.0, lr=0.05, top1=(74.31, 71.14, 73.08, 74.11)),
-    ('resnet32x4', 'resnet8x4'): dict(
-        beta=8.0, lr=0.05, top1=(79.42, 72.50, 73.33, 76.32)),
-    ('wrn_40_2', 'wrn_16_2'): dict(
-        beta=6.0, lr=0.05, top1=(75.61, 73.26, 74.92, 76.23)),
-    ('wrn_40_2', 'wrn_40_1'): dict(
-        beta=6.0, lr=0.05, top1=(75.61, 71.98, 73.54, 74.81)),
-    ('vgg13', 'vgg8'): dict(
-        beta=6.0, lr=0.05, top1=(74.64, 70.36, 72.98, 74.68)),
-    ('resnet32x4', 'shufflev1'): dict(
-        beta=8.0, lr=0.01, top1=(79.42, 70.50, 74.07, 76.45)),
-    ('wrn_40_2', 'shufflev1'): dict(
-        beta=8.0, lr=0.01, top1=(75.61, 70.50, 74.83, 76.70)),
-    ('vgg13', 'mobilenetv2'): dict(
-        beta=6.0, lr=0.01, top1=(74.64, 64.60, 67.37, 69.71)),
-    ('resnet50', 'mobilenetv2'): dict(
-        beta=8.0, lr=0.01, top1=(79.34, 64.60, 67.35, 70.35)),
-    ('resnet32x4', 'shufflev2'): dict(
-        beta=8.0, lr=0.01, top1=(79.42, 71.82, 74.45, 77.07)),
-}
+METAFILE = DISTILL_DIR / 'metafile.yml'
+# The metafile is the one place of each pair's facts: teacher, student, lr,
+# DKD's beta (NCKD Weight) and the published top-1 of teacher, student, KD
+# and DKD. The configs are checked against it.
+METAFILE_MODELS = load_models(str(METAFILE))
+PAIRS = distillation_pairs(METAFILE_MODELS)
+METHODS = {'KD': 'kd', 'LoCa': 'loca', 'DKD': 'dkd', 'DKD+LoCa': 'dkdloca'}
 SMALL_LR_MODELS = {'shufflev1', 'shufflev2', 'mobilenetv2'}
 # KD: CE 0.1, KD 0.9, tau 4. DKD: CE 1, TCKD 1, tau 4, warm-up 20 epochs.
 # LoCa and DKD+LoCa add calibration of the wrong samples with alpha 0.9.
@@ -64,6 +46,13 @@ METHOD_LOSSES = {
 }
 
 
+def entry_of(config: Path) -> dict:
+    """The metafile's entry of a config."""
+    (entry, ) = [e for e in METAFILE_MODELS if e['Name'] == config.stem]
+    assert entry['Config'] == str(config.relative_to(REPO))
+    return entry
+
+
 def experiment_name(model: str) -> str:
     """A model's name inside experiment file names (wrn_40_2 -> wrn-40-2)."""
     return model.replace('_', '-')
@@ -76,6 +65,14 @@ def pair_config(method: str, teacher: str, student: str) -> Path:
 
 def model_of(name: str) -> dict:
     return Config.fromfile(str(MODEL_DIR / f'{name}.py')).model.to_dict()
+
+
+def assert_refers_to(network: dict, name: str) -> None:
+    """A config's student or teacher is a reference to the model file
+    ``name`` of the zoo that builds that model."""
+    assert network.cfg_path == f'loca_mm::_base_/models/cifar100/{name}.py'
+    assert network.pretrained is False
+    assert resolve_model_config(network).to_dict() == model_of(name)
 
 
 def assert_cifar100_recipe(cfg: Config) -> None:
@@ -98,9 +95,10 @@ def assert_cifar100_recipe(cfg: Config) -> None:
 
 
 def test_every_pair_and_method_has_exactly_one_config():
+    assert len(PAIRS) == 11
     expected = {
         pair_config(method, *pair)
-        for pair in PAIRS for method in METHODS
+        for pair in PAIRS for method in METHODS.values()
     }
     assert set(DISTILL_DIR.glob('*.py')) == expected
     models = {model for pair in PAIRS for model in pair}
@@ -110,16 +108,22 @@ def test_every_pair_and_method_has_exactly_one_config():
     }
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('collection', METHODS)
 @pytest.mark.parametrize('pair', list(PAIRS), ids='->'.join)
-def test_pair_config_follows_the_recipe(pair, method):
+def test_pair_config_follows_the_recipe(pair, collection):
     teacher, student = pair
+    method = METHODS[collection]
+    entry = PAIRS[pair][collection]
+    assert entry['Config'] == str(
+        pair_config(method, teacher, student).relative_to(REPO))
+    facts = entry['Metadata']
     cfg = Config.fromfile(str(pair_config(method, teacher, student)))
     model = cfg.model
     assert model.type == 'StrictSingleTeacherDistill'
-    assert model.architecture.to_dict() == model_of(student)
-    assert model.teacher.to_dict() == model_of(teacher)
-    assert model.teacher_ckpt == f'checkpoints/cifar100/{teacher}.pth'
+    assert_refers_to(model.architecture, student)
+    assert_refers_to(model.teacher, teacher)
+    assert model.teacher_ckpt == facts['Teacher Checkpoint'] == \
+        f'checkpoints/cifar100/{teacher}.pth'
     # The student's CE is the distiller's loss_ce, not the head's own loss.
     assert model.calculate_student_loss is False
     losses = model.distiller.distill_losses
@@ -127,12 +131,17 @@ def test_pair_config_follows_the_recipe(pair, method):
     assert losses.loss_ce.loss_weight == METHOD_LOSSES[method]['ce']
     expected = dict(METHOD_LOSSES[method]['distill'])
     if method.startswith('dkd'):
-        expected['nckd_weight'] = PAIRS[pair]['beta']
+        expected['nckd_weight'] = facts['NCKD Weight']
+    else:
+        assert 'NCKD Weight' not in facts
     assert {k: losses.loss_distill.get(k) for k in expected} == expected
 
     optimizer = cfg.optim_wrapper.optimizer
+    lr = 0.01 if student in SMALL_LR_MODELS else 0.05
     assert (optimizer.type, optimizer.lr, optimizer.momentum,
-            optimizer.weight_decay) == ('SGD', PAIRS[pair]['lr'], 0.9, 5e-4)
+            optimizer.weight_decay) == ('SGD', facts['Learning Rate'], 0.9,
+                                        5e-4)
+    assert optimizer.lr == lr
     assert_cifar100_recipe(cfg)
     assert cfg.val_cfg.type == 'TeacherOnceValLoop'
 
@@ -143,8 +152,10 @@ def test_vanilla_config_follows_the_recipe(config):
     name = config.name.split('_1xb64')[0].replace('-', '_')
     cfg = Config.fromfile(str(config))
     assert cfg.model.to_dict() == model_of(name)
+    facts = entry_of(config)['Metadata']
+    assert facts['Network'] == name
     lr = 0.01 if name in SMALL_LR_MODELS else 0.05
-    assert cfg.optim_wrapper.optimizer.lr == lr
+    assert cfg.optim_wrapper.optimizer.lr == facts['Learning Rate'] == lr
     assert_cifar100_recipe(cfg)
 
 
@@ -284,61 +295,112 @@ def test_unconverted_repdistiller_teacher_stops_the_run(
     assert 'does not fit the teacher model' in str(error.value)
 
 
-def trained_top1(entry: dict) -> Optional[float]:
-    """The top-1 a metafile entry reports, None while it is not trained."""
-    if not entry['Results']:
-        assert entry['Metadata']['Status'] == 'not trained yet'
-        return None
-    (result, ) = entry['Results']
-    assert result['Dataset'] == 'CIFAR-100'
-    return result['Metrics']['Top 1 Accuracy']
+def test_metafile_lists_every_config_once():
+    # (load_models refuses two entries of one name.)
+    assert {e['Name'] for e in METAFILE_MODELS} == {c.stem for c in CONFIGS}
+    for config in CONFIGS:
+        entry_of(config)
 
 
-def read_metafile() -> dict:
-    metafile = yaml.safe_load((DISTILL_DIR / 'metafile.yml').read_text())
-    return {entry['Name']: entry for entry in metafile['Models']}
+@pytest.mark.parametrize('pair', list(PAIRS), ids='->'.join)
+def test_the_four_entries_of_a_pair_agree(pair):
+    """Each fact of a pair has one value: the four methods' entries agree on
+    it, and the teacher's and student's published top-1 are those of their
+    plain training configs' entries."""
+    teacher, student = pair
+    entries = PAIRS[pair]
+    shared = {
+        (e['Metadata']['Teacher Checkpoint'], e['Metadata']['Learning Rate'],
+         e['Metadata']['Published Top 1 Accuracy']['Teacher'],
+         e['Metadata']['Published Top 1 Accuracy']['Student'])
+        for e in entries.values()
+    }
+    assert len(shared) == 1, shared
+    assert entries['DKD']['Metadata']['NCKD Weight'] == \
+        entries['DKD+LoCa']['Metadata']['NCKD Weight']
+    for method, entry in entries.items():
+        published = entry['Metadata']['Published Top 1 Accuracy']
+        # Only the baselines have published distilled numbers; LoCa's are
+        # this repository's to produce.
+        assert ('Distilled' in published) == (method in ('KD', 'DKD'))
+        assert trained_top1(entry) is None or method in ('LoCa', 'DKD+LoCa')
+    networks = {
+        e['Metadata']['Network']: e['Metadata']['Published Top 1 Accuracy']
+        ['Network'] for e in METAFILE_MODELS
+        if e['In Collection'] == 'Vanilla'
+    }
+    published = entries['KD']['Metadata']['Published Top 1 Accuracy']
+    assert (networks[teacher], networks[student]) == (published['Teacher'],
+                                                      published['Student'])
 
 
-def test_metafile_lists_every_config_with_the_published_top1():
-    entries = read_metafile()
-    assert set(entries) == {config.stem for config in CONFIGS}
-    repo = DISTILL_DIR.parents[2]
-    for entry in entries.values():
-        assert (repo / entry['Config']).stem == entry['Name']
-        trained_top1(entry)
-    for (teacher, student), pair in PAIRS.items():
-        teacher_top1, student_top1, kd, dkd = pair['top1']
-        for method, distilled in (('kd', kd), ('dkd', dkd), ('loca', None),
-                                  ('dkdloca', None)):
-            entry = entries[pair_config(method, teacher, student).stem]
-            published = entry['Metadata']['Published Top 1 Accuracy']
-            assert published == dict(
-                Teacher=teacher_top1, Student=student_top1,
-                **({} if distilled is None else dict(Distilled=distilled)))
-            assert entry['Metadata']['Teacher Checkpoint'] == \
-                f'checkpoints/cifar100/{teacher}.pth'
-
-
-def test_readme_table_has_every_pair_and_loca_results_or_not_trained_yet():
-    lines = (DISTILL_DIR / 'README.md').read_text().splitlines()
-    header = next(i for i, line in enumerate(lines)
-                  if line.startswith('| Teacher -> student |'))
-    rows = []
-    for line in lines[header + 2:]:  # after the header and its separator
-        if not line.startswith('|'):
-            break
-        rows.append(line)
+def test_readme_table_is_generated_from_the_metafile():
+    assert not render_readme(str(METAFILE), str(DISTILL_DIR / 'README.md'),
+                             check=True), (
+        'configs/distill/cifar100/README.md is out of date: run python '
+        'tools/analysis_tools/render_config_readme.py')
+    table = results_table(str(METAFILE))
+    rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == len(PAIRS)
-    entries = read_metafile()
-    for row, (names, pair) in zip(rows, PAIRS.items()):
+    for row, ((teacher, student), entries) in zip(rows, PAIRS.items()):
         cells = [cell.strip() for cell in row.split('|')[1:-1]]
-        assert cells[0].lower() == ' -> '.join(names)
-        assert [float(x) for x in cells[1:5]] == list(pair['top1'])
-        for cell, method in zip(cells[5:7], ('loca', 'dkdloca')):
-            top1 = trained_top1(entries[pair_config(method, *names).stem])
-            assert cell == ('not trained yet' if top1 is None else
-                            f'{top1:.2f}')
-        for method in METHODS:
-            assert f'./{method}_logits_' in cells[7]
-        for link in re.findall(r'\(\./([^)]+)\)', cells[7]):
-            assert (DISTILL_DIR / link).is_file(), link
+        assert cells[0] == f'{teacher} -> {student}'
+        published = entries['KD']['Metadata']['Published Top 1 Accuracy']
+        assert [float(x) for x in cells[1:5]] == [
+            published['Teacher'], published['Student'], published['Distilled'],
+            entries['DKD']['Metadata']['Published Top 1 Accuracy']['Distilled']
+        ]
+        assert cells[5:7] == ['not trained yet'] * 2
+        links = re.findall(r'\[([^]]+)\]\(\./([^)]+)\)', cells[7])
+        assert [method for method, _ in links] == list(METHODS)
+        for method, link in links:
+            assert link == pair_config(METHODS[method], teacher,
+                                       student).name
+
+
+def write_trained_metafile(folder: Path, loca_top1) -> Path:
+    """A copy of the metafile with a LoCa result for the first pair, in the
+    README's folder layout (configs/distill/cifar100/)."""
+    text = METAFILE.read_text()
+    name = pair_config('loca', *next(iter(PAIRS))).stem
+    entry = f'  - Name: {name}\n'
+    config_line = f'    Config: configs/distill/cifar100/{name}.py\n'
+    start = text.index(entry)
+    end = text.index(config_line, start) + len(config_line)
+    result = ('    Results:\n      - Task: Image Classification\n'
+              f'        Dataset: CIFAR-100\n        Metrics:\n'
+              f'          Top 1 Accuracy: {loca_top1}\n')
+    folder = folder / 'configs' / 'distill' / 'cifar100'
+    folder.mkdir(parents=True)
+    path = folder / 'metafile.yml'
+    path.write_text(text[:end] + result + text[end:])
+    return path
+
+
+def test_a_trained_result_reaches_the_readme_table(tmp_path):
+    metafile = write_trained_metafile(tmp_path, 71.456)
+    readme = metafile.parent / 'README.md'
+    before = (DISTILL_DIR / 'README.md').read_text()
+    readme.write_text(before)
+    assert render_readme(str(metafile), str(readme))
+    row = next(line for line in readme.read_text().splitlines()
+               if line.startswith('| resnet56 -> resnet20 |'))
+    assert [c.strip() for c in row.split('|')[6:8]] == [
+        '71.46', 'not trained yet'
+    ]
+    # Only the table changed; nothing outside the markers.
+    after = readme.read_text()
+    assert after.split(TABLE_BEGIN)[0] == before.split(TABLE_BEGIN)[0]
+    assert after.split(TABLE_END)[1] == before.split(TABLE_END)[1]
+    assert not render_readme(str(metafile), str(readme), check=True)
+
+
+def test_bad_results_and_readmes_are_refused(tmp_path):
+    metafile = write_trained_metafile(tmp_path, "'n/a'")
+    with pytest.raises(ValueError, match='must be one result'):
+        results_table(str(metafile))
+    readme = tmp_path / 'README.md'
+    readme.write_text('# no markers\n')
+    with pytest.raises(ValueError, match='needs one line'):
+        render_readme(str(METAFILE), str(readme))
+    assert readme.read_text() == '# no markers\n'

@@ -16,6 +16,8 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from loca_mm.utils import resolve_model_config
+
 from _cifar100_utils import (CLS_MODELS, DISTILL_DIR, build_runner,
                              cifar_files_unchecked,  # noqa: F401
                              one_torch_thread,  # noqa: F401
@@ -74,7 +76,8 @@ def test_config_runs_on_real_cifar100_images(
 
     # A teacher that is right on the 20 images exactly when the config reads
     # them as this test does: same pixels, RGB order, normalisation.
-    teacher = CLS_MODELS.build(Config.fromfile(str(CONFIG)).model.teacher)
+    teacher = CLS_MODELS.build(
+        resolve_model_config(Config.fromfile(str(CONFIG)).model.teacher))
     fit_head_to(teacher, images, labels)
     teacher_ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict()}, teacher_ckpt)

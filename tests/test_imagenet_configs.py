@@ -17,6 +17,8 @@ import loca_mm  # noqa: F401
 from _entrypoint_utils import (REPO, load_tool, local_dataloaders,
                                quiet_runner_reports, write_imagenet_layout)
 from loca_mm.models.backbones import MobileNetV1
+from loca_mm.utils import resolve_model_config
+from loca_mm.utils.metafile import load_models, render_readme
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 DISTILL_DIR = REPO / 'configs' / 'distill' / 'imagenet'
@@ -26,6 +28,12 @@ VANILLA = REPO / 'configs' / 'vanilla' / 'imagenet' / \
 PAIRS = {'resnet34_resnet18': 'resnet34', 'resnet50_mobilenetv1': 'resnet50'}
 METHODS = ('kd', 'loca', 'dkd', 'dkdloca')
 CONFIGS = sorted(DISTILL_DIR.glob('*.py'))
+# The one place of each config's facts (teacher, student, checkpoint, lr,
+# DKD's beta, published top-1); the configs are checked against it.
+METAFILE_ENTRIES = {
+    entry['Name']: entry
+    for entry in load_models(str(DISTILL_DIR / 'metafile.yml'))
+}
 
 # The DKD code base's MobileNetV1: (in, out, stride) of the 13 blocks.
 MOBILENETV1_BLOCKS = [(32, 64, 1), (64, 128, 2), (128, 128, 1),
@@ -101,11 +109,23 @@ def test_config_follows_the_recipe(config):
     model = cfg.model
     assert model.type == 'StrictSingleTeacherDistill'
     teacher = PAIRS[pair]
-    assert model.teacher_ckpt == released_weights(f'{teacher}_8xb32_in1k')
-    assert model.teacher.backbone.depth == int(teacher[len('resnet'):])
+    entry = METAFILE_ENTRIES[config.stem]
+    assert entry['Config'] == str(config.relative_to(REPO))
+    facts = entry['Metadata']
+    assert model.teacher_ckpt == facts['Teacher Checkpoint'] == \
+        released_weights(f'{teacher}_8xb32_in1k')
+    assert cfg.optim_wrapper.optimizer.lr == facts['Learning Rate']
     student = pair.split('_')[1]
-    assert model.architecture == load_config(MODEL_DIR /
-                                             f'{student}.py').model
+    assert (facts['Teacher'], facts['Student']) == (teacher, student)
+    for network, name in ((model.teacher, teacher),
+                          (model.architecture, student)):
+        assert network.cfg_path == \
+            f'loca_mm::_base_/models/imagenet/{name}.py'
+        assert network.pretrained is False
+        assert resolve_model_config(network) == load_config(
+            MODEL_DIR / f'{name}.py').model
+    assert resolve_model_config(model.teacher).backbone.depth == int(
+        teacher[len('resnet'):])
     losses = model.distiller.distill_losses
     distill = losses.loss_distill
     assert distill.tau == 1.0
@@ -117,12 +137,20 @@ def test_config_follows_the_recipe(config):
         assert losses.loss_ce.loss_weight == 1.0
         assert distill.type == 'DKDLoCaLoss'
         assert (distill.tckd_weight, distill.warmup_epochs) == (1.0, 1)
-        assert distill.nckd_weight == (2.0 if student == 'mobilenetv1' else
-                                       0.5)
+        assert distill.nckd_weight == facts['NCKD Weight'] == (
+            2.0 if student == 'mobilenetv1' else 0.5)
         assert distill.calibrate == ('wrong' if method == 'dkdloca' else
                                      'none')
     if distill.calibrate == 'wrong':
         assert distill.alpha == 0.9
+
+
+def test_metafile_lists_every_config_and_the_readme_table_is_generated():
+    assert set(METAFILE_ENTRIES) == {c.stem for c in [*CONFIGS, VANILLA]}
+    assert not render_readme(
+        str(DISTILL_DIR / 'metafile.yml'), str(DISTILL_DIR / 'README.md'),
+        check=True), ('configs/distill/imagenet/README.md is out of date: run '
+                      'python tools/analysis_tools/render_config_readme.py')
 
 
 def test_vanilla_mobilenetv1_follows_the_recipe():

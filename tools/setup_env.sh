@@ -33,7 +33,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
     done
     $PIP install -q "${requirement_args[@]}"
     if [ -f "$ROOT/requirements/nodeps.txt" ]; then
-        # Packages used only for their data files, without their own deps.
+        # Packages installed without their own deps (requirements/nodeps.txt).
         $PIP install -q --no-deps -r "$ROOT/requirements/nodeps.txt"
     fi
     $PIP install -q --no-deps -e "$ROOT"

@@ -35,6 +35,7 @@ from mmengine.runner import Runner, set_random_seed
 
 from loca_mm.functional import loca_calibrate
 from loca_mm.models.algorithms import load_teacher_strictly
+from loca_mm.utils import resolve_model_config
 from mmpretrain.registry import MODELS
 
 LOCA_LOSSES = {'LoCaLoss': 'alpha', 'DKDLoCaLoss': 'alpha'}
@@ -116,10 +117,11 @@ def build_teacher(cfg: Config, checkpoint: str) -> torch.nn.Module:
     ``data_preprocessor``), as during training; in a classifier config it is
     ``model`` itself.
     """
-    model_cfg = cfg.model.get('teacher', cfg.model).copy()
+    model_cfg = cfg.model.get('teacher', cfg.model)
     if not isinstance(model_cfg, dict):
         raise TypeError('the config\'s model.teacher must be a model dict '
                         f'to build, got {type(model_cfg).__name__}')
+    model_cfg = resolve_model_config(model_cfg)
     if cfg.get('data_preprocessor') is not None:
         model_cfg['data_preprocessor'] = cfg.data_preprocessor
     teacher = MODELS.build(model_cfg)

@@ -1,14 +1,14 @@
 # DKD from resnet50 to mobilenetv2 on CIFAR-100, 1 GPU x 64 images.
 _base_ = ['../../_base_/distill/dkd_cifar100.py']
 
-from mmengine.config import Config  # noqa: E402
-
-model_dir = '{{ fileDirname }}/../../_base_/models/cifar100/'
 model = dict(
-    architecture=Config.fromfile(model_dir + 'mobilenetv2.py').model,
-    teacher=Config.fromfile(model_dir + 'resnet50.py').model,
+    architecture=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/mobilenetv2.py',
+        pretrained=False),
+    teacher=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/resnet50.py',
+        pretrained=False),
     teacher_ckpt='checkpoints/cifar100/resnet50.pth')
-del Config, model_dir
 
 # ShuffleNet/MobileNet students train with lr 0.01.
 optim_wrapper = dict(optimizer=dict(lr=0.01))

@@ -1,11 +1,11 @@
 # KD from resnet56 to resnet20 on CIFAR-100, 1 GPU x 64 images.
 _base_ = ['../../_base_/distill/kd_cifar100.py']
 
-from mmengine.config import Config  # noqa: E402
-
-model_dir = '{{ fileDirname }}/../../_base_/models/cifar100/'
 model = dict(
-    architecture=Config.fromfile(model_dir + 'resnet20.py').model,
-    teacher=Config.fromfile(model_dir + 'resnet56.py').model,
+    architecture=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/resnet20.py',
+        pretrained=False),
+    teacher=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/resnet56.py',
+        pretrained=False),
     teacher_ckpt='checkpoints/cifar100/resnet56.pth')
-del Config, model_dir

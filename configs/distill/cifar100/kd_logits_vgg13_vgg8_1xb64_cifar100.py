@@ -1,11 +1,11 @@
 # KD from vgg13 to vgg8 on CIFAR-100, 1 GPU x 64 images.
 _base_ = ['../../_base_/distill/kd_cifar100.py']
 
-from mmengine.config import Config  # noqa: E402
-
-model_dir = '{{ fileDirname }}/../../_base_/models/cifar100/'
 model = dict(
-    architecture=Config.fromfile(model_dir + 'vgg8.py').model,
-    teacher=Config.fromfile(model_dir + 'vgg13.py').model,
+    architecture=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/vgg8.py',
+        pretrained=False),
+    teacher=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/vgg13.py',
+        pretrained=False),
     teacher_ckpt='checkpoints/cifar100/vgg13.pth')
-del Config, model_dir

@@ -1,11 +1,11 @@
 # LoCa from wrn_40_2 to wrn_16_2 on CIFAR-100, 1 GPU x 64 images.
 _base_ = ['../../_base_/distill/loca_cifar100.py']
 
-from mmengine.config import Config  # noqa: E402
-
-model_dir = '{{ fileDirname }}/../../_base_/models/cifar100/'
 model = dict(
-    architecture=Config.fromfile(model_dir + 'wrn_16_2.py').model,
-    teacher=Config.fromfile(model_dir + 'wrn_40_2.py').model,
+    architecture=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/wrn_16_2.py',
+        pretrained=False),
+    teacher=dict(
+        cfg_path='loca_mm::_base_/models/cifar100/wrn_40_2.py',
+        pretrained=False),
     teacher_ckpt='checkpoints/cifar100/wrn_40_2.pth')
-del Config, model_dir

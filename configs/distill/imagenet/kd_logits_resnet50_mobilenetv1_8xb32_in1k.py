@@ -2,12 +2,12 @@
 # ImageNet-1k, 8 GPUs x 32 images.
 _base_ = ['../../_base_/distill/kd_in1k.py']
 
-from mmengine.config import Config  # noqa: E402
-
-model_dir = '{{ fileDirname }}/../../_base_/models/imagenet/'
 model = dict(
-    architecture=Config.fromfile(model_dir + 'mobilenetv1.py').model,
-    teacher=Config.fromfile(model_dir + 'resnet50.py').model,
+    architecture=dict(
+        cfg_path='loca_mm::_base_/models/imagenet/mobilenetv1.py',
+        pretrained=False),
+    teacher=dict(
+        cfg_path='loca_mm::_base_/models/imagenet/resnet50.py',
+        pretrained=False),
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/'
     'resnet50_8xb32_in1k_20210831-ea4938fc.pth')
-del Config, model_dir
