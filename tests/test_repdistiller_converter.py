@@ -9,11 +9,10 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from loca_mm.models.algorithms.strict_single_teacher_distill import \
-    load_teacher_strictly
-from loca_mm.models.converters import (CheckpointMismatchError,
-                                       convert_repdistiller_checkpoint,
+from loca_mm.models.algorithms import load_teacher_strictly
+from loca_mm.models.converters import (convert_repdistiller_checkpoint,
                                        convert_repdistiller_state_dict)
+from loca_mm.utils.checkpoint import CheckpointMismatchError
 
 TOOL = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
@@ -158,7 +157,8 @@ def test_two_keys_mapped_to_one_are_refused():
 
 def test_an_mmpretrain_checkpoint_is_not_taken_for_a_state_dict(
         resnet8_target):
-    with pytest.raises(CheckpointMismatchError, match='non-tensor entries'):
+    with pytest.raises(
+            CheckpointMismatchError, match='an mmengine/mmpretrain checkpoint'):
         convert_repdistiller_checkpoint(
             {
                 'state_dict': resnet8_target,
