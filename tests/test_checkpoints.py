@@ -20,7 +20,7 @@ from mmengine.runner import CheckpointLoader, Runner, load_checkpoint
 from torch import nn
 
 import loca_mm  # noqa: F401
-from _entrypoint_utils import load_tool, quiet_runner_reports
+from _entrypoint_utils import lenet, load_tool, quiet_runner_reports
 from loca_mm.utils import build_runner, check_checkpoint_schedule
 from loca_mm.utils.checkpoint import (STUDENT_PREFIX, TEACHER_PREFIX,
                                       CheckpointMismatchError,
@@ -248,19 +248,6 @@ def test_output_is_never_written_over_unasked(good_file, tmp_path):
 
 
 # -- a teacher without weights ------------------------------------------------
-
-
-def lenet() -> dict:
-    return dict(
-        _scope_='mmpretrain',
-        type='ImageClassifier',
-        backbone=dict(type='LeNet5'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=4,
-            in_channels=120,
-            loss=dict(type='CrossEntropyLoss')))
 
 
 def distill(**kwargs) -> dict:

@@ -17,7 +17,7 @@ from mmengine.runner import Runner, load_checkpoint
 import loca_mm  # noqa: F401
 from loca_mm.utils.checkpoint import (CheckpointMismatchError,
                                       DamagedCheckpointError)
-from _entrypoint_utils import (REPO, TOOLS, WRITE_LOG_DIR, load_tool,
+from _entrypoint_utils import (REPO, TOOLS, WRITE_LOG_DIR, lenet, load_tool,
                                local_dataloaders, quiet_runner_reports,
                                write_imagenet_layout)
 from mmpretrain.registry import MODELS as CLS_MODELS
@@ -25,23 +25,6 @@ from mmpretrain.registry import MODELS as CLS_MODELS
 EPOCHS = 3
 ITERS_PER_EPOCH = 2  # 16 images, global batch 8
 GLOBAL_BATCH = 8
-
-
-def lenet() -> dict:
-    """mmpretrain's LeNet5 classifier for 4 classes: tiny, and without
-    BatchNorm, whose per-process statistics would make two processes
-    compute something else than one on the same global batch."""
-    return dict(
-        _scope_='mmpretrain',
-        type='ImageClassifier',
-        backbone=dict(type='LeNet5'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=4,
-            in_channels=120,
-            loss=dict(type='CrossEntropyLoss')))
-
 
 TINY_CONFIG = """
 _base_ = ['{repo}/configs/_base_/distill/loca_in1k.py']
