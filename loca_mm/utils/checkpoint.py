@@ -239,23 +239,23 @@ def check_fit(state_dict: Mapping[str, Tensor],
     ]
     if not (missing or unexpected or mis_shaped):
         return
+    kinds = (('model keys missing from the checkpoint', missing),
+             ('keys the model does not have', unexpected),
+             ('shapes that do not fit', mis_shaped))
     sections = [
-        f'{title} ({len(keys)}):\n  {_listed(keys)}'
-        for title, keys in (('model keys missing from the checkpoint',
-                             missing), ('keys the model does not have',
-                                        unexpected),
-                            ('shapes that do not fit', mis_shaped)) if keys
+        f'{title} ({len(keys)}):\n  {_listed(keys)}' for title, keys in kinds
+        if keys
     ]
+    hint = _format_hint(state_dict) if unexpected else ''
     raise CheckpointMismatchError(
         f'{source} does not fit {target} ({len(missing)} missing, '
         f'{len(unexpected)} unexpected, {len(mis_shaped)} mis-shaped keys):\n'
-        + '\n'.join(sections) + (_format_hint(state_dict) if unexpected
-                                 else ''))
+        + '\n'.join(sections) + hint)
 
 
-def load_state_dict_strictly(model: nn.Module, state_dict: Mapping[str,
-                                                                  Tensor],
-                             source: str, target: str) -> None:
+def load_state_dict_strictly(model: nn.Module,
+                             state_dict: Mapping[str, Tensor], source: str,
+                             target: str) -> None:
     """:func:`check_fit`, then load every weight into ``model``."""
     check_fit(state_dict, model.state_dict(), source, target)
     model.load_state_dict(state_dict, strict=True)
