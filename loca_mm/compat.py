@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import warnings
 import pickle
+import warnings
 
 import torch
 
@@ -139,17 +139,18 @@ def fix_checkpoint_safe_globals() -> bool:
         from numpy.core.multiarray import _reconstruct, scalar
     numeric = ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
                'int64', 'uint8', 'bool')
-    # HistoryBuffer pickles its statistics functions (HistoryBuffer.min, ...)
-    # as getattr(HistoryBuffer, 'min'). Allowing getattr only lets the
-    # unpickler *fetch* attributes of allow-listed objects: calling anything
-    # still requires the callable itself to be allow-listed.
-    safe = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar, getattr]
+    safe = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar]
     safe += [type(np.dtype(name)) for name in numeric]  # dtype classes
     safe += [np.dtype(name).type for name in numeric]  # scalar types
 
     def history_buffer_method(owner, name):
-        # A HistoryBuffer pickles its statistics methods as
-        # getattr(HistoryBuffer, 'min'); allow exactly that, not getattr.
+        # A HistoryBuffer pickles its statistics methods (HistoryBuffer.min,
+        # ...) as getattr(HistoryBuffer, 'min'). Plain getattr would fetch
+        # any attribute of any allow-listed object (a bound method of a
+        # numpy class, say); this stands in for it and fetches only
+        # HistoryBuffer's own methods. (Only one entry may be registered
+        # under 'builtins.getattr': torch keeps them in a set, so with two
+        # the one that wins changes from process to process.)
         if owner is HistoryBuffer and callable(vars(owner).get(name)):
             return getattr(owner, name)
         raise pickle.UnpicklingError(
@@ -157,6 +158,30 @@ def fix_checkpoint_safe_globals() -> bool:
 
     safe.append((history_buffer_method, 'builtins.getattr'))
     add_safe_globals(safe)
+    return True
+
+
+def explain_damaged_checkpoints() -> bool:
+    """Make mmengine name a damaged checkpoint file instead of passing on
+    torch's advice.
+
+    mmengine loads local checkpoints (``load_from``, ``resume``,
+    ``teacher_ckpt``, ``init_cfg``) with a bare ``torch.load``; since
+    PyTorch 2.6 a truncated or garbage file then fails with a miniz or
+    unpickler error that advises ``weights_only=False``, wrong for a corrupt
+    file and unsafe for an untrusted one. Registered through mmengine's
+    ``CheckpointLoader.register_scheme``, :func:`loca_mm.utils.checkpoint.
+    load_from_local` loads the same files and says which file is damaged.
+
+    Returns:
+        bool: True if the loader was registered.
+    """
+    from mmengine.runner import CheckpointLoader
+
+    from loca_mm.utils.checkpoint import load_from_local
+    if CheckpointLoader._schemes.get('') is load_from_local:
+        return False
+    CheckpointLoader.register_scheme('', load_from_local, force=True)
     return True
 
 
@@ -252,6 +277,7 @@ def apply() -> dict:
         'torchvision_ops_schema': fix_torchvision_ops_schema(),
         'mmrazor_quantization_imports': fix_mmrazor_quantization_imports(),
         'checkpoint_safe_globals': fix_checkpoint_safe_globals(),
+        'damaged_checkpoint_errors': explain_damaged_checkpoints(),
         'cpu_init_dist': fix_cpu_init_dist(),
         'mmcv_lite_ops_warning': quiet_mmcv_lite_ops_warning(),
         'editable_install_path': fix_editable_install_path(),

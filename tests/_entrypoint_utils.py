@@ -77,6 +77,22 @@ def write_imagenet_layout(root: str,
     (root / 'meta' / 'val.txt').write_text('\n'.join(val_lines) + '\n')
 
 
+def lenet() -> dict:
+    """mmpretrain's LeNet5 classifier for 4 classes: tiny, and without
+    BatchNorm, whose per-process statistics would make two processes
+    compute something else than one on the same global batch."""
+    return dict(
+        _scope_='mmpretrain',
+        type='ImageClassifier',
+        backbone=dict(type='LeNet5'),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=4,
+            in_channels=120,
+            loss=dict(type='CrossEntropyLoss')))
+
+
 def load_tool(relative_path: str) -> ModuleType:
     """Import a script of tools/ (e.g. ``'train.py'``) as a module."""
     path = TOOLS / relative_path

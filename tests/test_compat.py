@@ -24,6 +24,7 @@ def test_apply_is_idempotent():
     assert not second['torchvision_ops_schema']
     assert not second['mmrazor_quantization_imports']
     assert not second['cpu_init_dist']
+    assert not second['damaged_checkpoint_errors']
 
 
 def test_mmengine_checkpoint_contents_load_with_default_weights_only(
@@ -72,3 +73,25 @@ def test_weights_only_still_refuses_arbitrary_callables(tmp_path):
         assert 'print' in str(error) or 'Unsupported' in str(error)
     else:
         raise AssertionError('a pickled call of print was loaded')
+
+
+def test_getattr_fetches_only_history_buffer_methods(tmp_path):
+    import loca_mm  # noqa: F401
+
+    # torch keeps the allow-list in a set: a plain getattr entry beside the
+    # restricted one under the same name would win in some processes.
+    assert getattr not in torch.serialization.get_safe_globals()
+
+    class Fetch:
+
+        def __reduce__(self):
+            return (getattr, (np.ndarray, 'tofile'))
+
+    path = tmp_path / 'fetch.pth'
+    torch.save({'x': Fetch()}, path)
+    try:
+        torch.load(path)
+    except Exception as error:  # noqa: BLE001 (any refusal is fine)
+        assert 'tofile' in str(error)
+    else:
+        raise AssertionError('getattr(np.ndarray, "tofile") was loaded')

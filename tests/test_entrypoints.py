@@ -3,6 +3,7 @@ user runs them: a tiny LoCa distillation on data in ImageNet's layout, with
 two CPU processes (gloo) against one process on the same global batch."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
 import loca_mm  # noqa: F401
-from _entrypoint_utils import (REPO, TOOLS, WRITE_LOG_DIR, load_tool,
+from loca_mm.utils.checkpoint import (CheckpointMismatchError,
+                                      DamagedCheckpointError)
+from _entrypoint_utils import (REPO, TOOLS, WRITE_LOG_DIR, lenet, load_tool,
                                local_dataloaders, quiet_runner_reports,
                                write_imagenet_layout)
 from mmpretrain.registry import MODELS as CLS_MODELS
@@ -22,23 +25,6 @@ from mmpretrain.registry import MODELS as CLS_MODELS
 EPOCHS = 3
 ITERS_PER_EPOCH = 2  # 16 images, global batch 8
 GLOBAL_BATCH = 8
-
-
-def lenet() -> dict:
-    """mmpretrain's LeNet5 classifier for 4 classes: tiny, and without
-    BatchNorm, whose per-process statistics would make two processes
-    compute something else than one on the same global batch."""
-    return dict(
-        _scope_='mmpretrain',
-        type='ImageClassifier',
-        backbone=dict(type='LeNet5'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=4,
-            in_channels=120,
-            loss=dict(type='CrossEntropyLoss')))
-
 
 TINY_CONFIG = """
 _base_ = ['{repo}/configs/_base_/distill/loca_in1k.py']
@@ -314,12 +300,85 @@ def test_converted_student_loads_strictly_and_scores_the_same(
         runs['test_metrics']['accuracy/top1'])
 
 
+def test_test_py_names_a_damaged_checkpoint(runs, monkeypatch):
+    quiet_runner_reports(monkeypatch)
+    damaged = runs['root'] / 'damaged' / f'epoch_{EPOCHS}.pth'
+    damaged.parent.mkdir()
+    intact = (runs['two_dir'] / f'epoch_{EPOCHS}.pth').read_bytes()
+    damaged.write_bytes(intact[:len(intact) // 3])
+    monkeypatch.setattr(sys, 'argv', [
+        'test.py',
+        str(runs['two_config']),
+        str(damaged), '--work-dir',
+        str(runs['root'] / 'damaged_test'), '--cfg-options'
+    ] + [f'{k}={v}' for k, v in local_dataloaders(str(runs['data']),
+                                                  4).items()])
+    with pytest.raises(DamagedCheckpointError,
+                       match=f'{damaged}.*damaged or not a checkpoint'):
+        load_tool('test.py').main()
+
+
 def test_converter_refuses_a_checkpoint_without_a_student(tmp_path):
     converter = load_tool('model_converters/convert_kd_ckpt_to_student.py')
     plain = tmp_path / 'plain.pth'
     torch.save({'state_dict': {'backbone.conv.weight': torch.ones(1)}}, plain)
-    with pytest.raises(ValueError, match='not a distillation checkpoint'):
+    with pytest.raises(CheckpointMismatchError,
+                       match='not a distillation checkpoint'):
         converter.convert(str(plain), str(tmp_path / 'out.pth'))
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_student_converter_never_overwrites_unasked(tmp_path, monkeypatch):
+    converter = load_tool('model_converters/convert_kd_ckpt_to_student.py')
+    src, dst = tmp_path / 'epoch_240.pth', tmp_path / 'student.pth'
+    torch.save({'state_dict': {'architecture.fc.weight': torch.ones(2),
+                               'teacher.fc.weight': torch.zeros(2)}}, src)
+    dst.write_bytes(b'an earlier student')
+    monkeypatch.setattr(sys, 'argv', ['convert', str(src), str(dst)])
+    with pytest.raises(FileExistsError, match='--force'):
+        converter.main()
+    assert dst.read_bytes() == b'an earlier student'
+    monkeypatch.setattr(sys, 'argv',
+                        ['convert', str(src), str(dst), '--force'])
+    converter.main()
+    assert torch.equal(
+        torch.load(dst)['state_dict']['fc.weight'], torch.ones(2))
+    released = src.read_bytes()
+    with pytest.raises(FileExistsError, match='is the input'):
+        converter.convert(str(src), str(src), force=True)
+    assert src.read_bytes() == released
+    # A damaged input is named.
+    src.write_bytes(released[:200])
+    with pytest.raises(DamagedCheckpointError,
+                       match=f'{src}.*damaged or not a checkpoint'):
+        converter.convert(str(src), str(tmp_path / 'other.pth'))
+
+
+def test_readme_config_example_names_the_loss_as_the_configs_do():
+    # `--cfg-options model.distiller.distill_losses.<name>.alpha=...` only
+    # works with the name the ready configs use.
+    readme = (REPO / 'README.md').read_text()
+    example = readme.split('## Use it in a config', 1)[1].split('```')[1]
+    names = set(re.findall(r'(?:distill_losses|loss_forward_mappings)='
+                           r'dict\((\w+)=', example))
+    cfg = Config.fromfile(
+        str(REPO / 'configs/distill/cifar100/'
+            'loca_logits_resnet56_resnet20_1xb64_cifar100.py'))
+    distiller = cfg.model.distiller
+    assert names and names <= set(distiller.distill_losses)
+    assert names <= set(distiller.loss_forward_mappings)
+    assert 'loss_kd' not in readme
+
+
+def test_launch_exports_every_public_function():
+    from loca_mm.utils import launch
+    public = {
+        name for name, value in vars(launch).items()
+        if callable(value) and getattr(value, '__module__', None) ==
+        launch.__name__ and not name.startswith('_')
+    }
+    assert public <= set(launch.__all__)
+    assert all(hasattr(launch, name) for name in launch.__all__)
 
 
 @pytest.fixture(scope='module')

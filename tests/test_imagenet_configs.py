@@ -299,6 +299,7 @@ def test_converted_resnet18_student_loads_into_mmpretrains_config():
     cfg = load_config(DISTILL_DIR /
                       'loca_logits_resnet34_resnet18_8xb32_in1k.py')
     cfg.model.teacher_ckpt = None
+    cfg.model.allow_random_teacher = True
     cfg.model.data_preprocessor = cfg.data_preprocessor
     algorithm = RAZOR_MODELS.build(cfg.model)
     student = converter.student_state_dict(algorithm.state_dict())

@@ -132,9 +132,36 @@ def test_checkpoint_of_another_network_is_refused(tool, setup, tmp_path):
     torch.save({'state_dict': {
         'head.fc.bias': torch.zeros(10)
     }}, wrong_network)
-    with pytest.raises(RuntimeError, match='does not fit the teacher'):
+    with pytest.raises(RuntimeError, match='does not fit the teacher model'):
         tool.main([
             str(fm.DISTILL / f'loca_{fm.PAIR}'),
             str(wrong_network), '--out-dir',
             str(tmp_path), '--cfg-options', *fm.data_options(root)
         ])
+
+
+def test_distillation_checkpoint_gives_its_teacher(tool, setup, tmp_path):
+    # A checkpoint saved by a distillation run: the constant teacher under
+    # teacher.*, some student under architecture.*; the tool reads the
+    # teacher from it and measures what the teacher's own file gives.
+    import torch
+    root, teacher_ckpt = setup
+    teacher = torch.load(teacher_ckpt)['state_dict']
+    state_dict = {f'teacher.{k}': v for k, v in teacher.items()}
+    state_dict.update({
+        f'architecture.{k}': torch.zeros_like(v)
+        for k, v in teacher.items()
+    })
+    distilled = tmp_path / 'epoch_3.pth'
+    torch.save({'state_dict': state_dict, 'meta': {'epoch': 3}}, distilled)
+    config = fm.DISTILL / f'loca_{fm.PAIR}'
+    args = ['--cfg-options', *fm.data_options(root)]
+    direct = tool.main(
+        [str(config), str(teacher_ckpt), '--out-dir',
+         str(tmp_path / 'a'), *args])
+    from_run = tool.main(
+        [str(config), str(distilled), '--out-dir',
+         str(tmp_path / 'b'), *args])
+    assert from_run['misinstruction_rate'] == pytest.approx(0.75)
+    for key in ('misinstruction_rate', 'teacher_top1', 'scale', 'per_class'):
+        assert from_run[key] == direct[key], key

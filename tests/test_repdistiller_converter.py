@@ -1,6 +1,7 @@
 """tools/model_converters/repdistiller_to_mmpretrain.py and the key mapping
 behind it: released files convert and load strictly; checkpoints that do
 not fit fail with the offending keys named."""
+import argparse
 import importlib.util
 import os.path as osp
 
@@ -9,11 +10,12 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from loca_mm.models.algorithms.strict_single_teacher_distill import \
-    load_teacher_strictly
-from loca_mm.models.converters import (CheckpointMismatchError,
-                                       convert_repdistiller_checkpoint,
+from loca_mm.models.algorithms import load_teacher_strictly
+from loca_mm.models.converters import (convert_repdistiller_checkpoint,
                                        convert_repdistiller_state_dict)
+from loca_mm.utils.checkpoint import (CheckpointMismatchError,
+                                      DamagedCheckpointError,
+                                      UnsafeCheckpointError)
 
 TOOL = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
@@ -158,7 +160,8 @@ def test_two_keys_mapped_to_one_are_refused():
 
 def test_an_mmpretrain_checkpoint_is_not_taken_for_a_state_dict(
         resnet8_target):
-    with pytest.raises(CheckpointMismatchError, match='non-tensor entries'):
+    with pytest.raises(
+            CheckpointMismatchError, match='an mmengine/mmpretrain checkpoint'):
         convert_repdistiller_checkpoint(
             {
                 'state_dict': resnet8_target,
@@ -170,3 +173,100 @@ def test_unknown_model_name_is_refused(resnet8, resnet8_target):
     with pytest.raises(KeyError, match="unknown zoo model 'resnet9'"):
         convert_repdistiller_state_dict(resnet8.state_dict, 'resnet9',
                                         resnet8_target)
+
+
+def _save_release(path, state_dict, **extra):
+    torch.save(dict(zoo.released_checkpoint(state_dict), **extra), path)
+    return path
+
+
+def _logits_after_strict_load(dst, inputs):
+    model = zoo.build_model('resnet8').double().eval()
+    load_checkpoint(model, str(dst), strict=True)
+    with torch.no_grad():
+        return model(inputs, mode='tensor'), model
+
+
+def test_release_without_num_batches_tracked_converts(tool, resnet8, inputs,
+                                                      tmp_path):
+    # Saved by PyTorch < 0.4.1, whose BatchNorm had no such buffer.
+    old = {
+        k: v
+        for k, v in resnet8.state_dict.items()
+        if not k.endswith('num_batches_tracked')
+    }
+    assert len(old) < len(resnet8.state_dict)
+    src = _save_release(tmp_path / 'old.pth', old)
+    dst = tmp_path / 'r8.pth'
+    tool.main([str(src), str(dst), '--model', 'resnet8'])
+    logits, model = _logits_after_strict_load(dst, inputs)
+    torch.testing.assert_close(logits, resnet8.logits, rtol=0, atol=1e-12)
+    # What a fresh BatchNorm holds.
+    counts = {
+        k: v
+        for k, v in torch.load(dst)['state_dict'].items()
+        if k.endswith('num_batches_tracked')
+    }
+    assert len(counts) == len(resnet8.state_dict) - len(old)
+    fresh = torch.nn.BatchNorm2d(1).num_batches_tracked
+    assert all(v.dtype == fresh.dtype and v.item() == 0
+               for v in counts.values())
+    # A BN layer missing altogether is still named.
+    del old['layer1.0.bn1.running_mean']
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'backbone\.layer1\.0\.bn1\.running_mean'):
+        convert_repdistiller_state_dict(old, 'resnet8',
+                                        zoo.build_model('resnet8').state_dict())
+
+
+def test_release_with_training_options_converts_safely(
+        tool, resnet8, inputs, tmp_path, capsys):
+    # Some releases also pickle the argparse options of the run.
+    src = _save_release(
+        tmp_path / 'ckpt_epoch_240.pth',
+        resnet8.state_dict,
+        opt=argparse.Namespace(model='resnet8', learning_rate=0.05))
+    dst = tmp_path / 'r8.pth'
+    tool.main([str(src), str(dst), '--model', 'resnet8'])
+    logits, _ = _logits_after_strict_load(dst, inputs)
+    torch.testing.assert_close(logits, resnet8.logits, rtol=0, atol=1e-12)
+    assert torch.load(dst, weights_only=True)['meta']['epoch'] == 240
+    # Anything else that could run code is still refused, and not run.
+    evil = _save_release(
+        tmp_path / 'evil.pth', resnet8.state_dict, opt=_Payload())
+    with pytest.raises(UnsafeCheckpointError, match='print'):
+        tool.main([str(evil), str(tmp_path / 'never.pth'), '--model',
+                   'resnet8'])
+    assert 'executed' not in capsys.readouterr().out
+    assert not (tmp_path / 'never.pth').exists()
+
+
+class _Payload:
+
+    def __reduce__(self):
+        return (print, ('executed', ))
+
+
+def test_cli_never_overwrites_unasked(tool, resnet8, tmp_path):
+    src = _save_release(tmp_path / 'ckpt_epoch_240.pth', resnet8.state_dict)
+    dst = tmp_path / 'r8.pth'
+    dst.write_bytes(b'an earlier conversion')
+    with pytest.raises(FileExistsError, match='--force'):
+        tool.main([str(src), str(dst), '--model', 'resnet8'])
+    assert dst.read_bytes() == b'an earlier conversion'
+    tool.main([str(src), str(dst), '--model', 'resnet8', '--force'])
+    assert set(torch.load(dst)) == {'state_dict', 'meta'}
+    # The released file is never replaced, --force or not.
+    released = src.read_bytes()
+    for extra in ([], ['--force']):
+        with pytest.raises(FileExistsError, match='is the input'):
+            tool.main([str(src), str(src), '--model', 'resnet8', *extra])
+    assert src.read_bytes() == released
+
+
+def test_cli_names_a_damaged_release(tool, resnet8, tmp_path):
+    src = _save_release(tmp_path / 'ckpt_epoch_240.pth', resnet8.state_dict)
+    src.write_bytes(src.read_bytes()[:4096])
+    with pytest.raises(DamagedCheckpointError,
+                       match=f'{src}.*damaged or not a checkpoint'):
+        tool.main([str(src), str(tmp_path / 'r8.pth'), '--model', 'resnet8'])

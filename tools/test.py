@@ -46,11 +46,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     # main() loads the checkpoint itself, strictly.
     cfg.load_from = None
     cfg.resume = False
-    if cfg.model.get('teacher_ckpt'):
+    if cfg.model.get('teacher_ckpt') and str(cfg.model.get(
+            'type')).split('.')[-1] == 'StrictSingleTeacherDistill':
         # A distillation checkpoint holds the teacher's weights too, and
-        # they overwrite the whole model: fetching the teacher's release
-        # again would only cost a download.
+        # main() loads them strictly into the whole model: fetching the
+        # teacher's release again would only cost a download.
         cfg.model.teacher_ckpt = None
+        cfg.model.allow_random_teacher = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     prepare_distributed_env(cfg, args.launcher)

@@ -16,8 +16,8 @@ import os.path as osp
 # config works with or without ``custom_imports``.
 import loca_mm  # noqa: F401,I001
 from loca_mm.utils import (add_launcher_args, build_runner,
-                           export_local_rank, prepare_distributed_env,
-                           release_process_group)
+                           check_checkpoint_schedule, export_local_rank,
+                           prepare_distributed_env, release_process_group)
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -34,7 +34,9 @@ def parse_args() -> argparse.Namespace:
         nargs='?',
         const='auto',
         help='resume training: from the given checkpoint, or without a '
-        'value from the latest checkpoint in the work directory')
+        'value from the latest checkpoint in the work directory (the one '
+        'named in its last_checkpoint file); refused for iteration '
+        'checkpoints in an epoch-based loop')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -112,6 +114,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    # Before any work: a new run hears that its checkpoints could not be
+    # resumed exactly, a resumed one is refused (build_runner checks the
+    # checkpoint it resumes from).
+    check_checkpoint_schedule(cfg)
     build_runner(cfg).train()
     release_process_group()
 

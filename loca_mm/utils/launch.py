@@ -13,17 +13,31 @@ config, where the dumped config shows them:
 
 (mmengine's ``init_dist`` also selects a CUDA device unconditionally; that
 part is fixed in :func:`loca_mm.compat.fix_cpu_init_dist`.)
+
+Resuming is checked before the runner starts (:func:`check_resume`): mmengine
+resumes an epoch-based loop at the start of the epoch, so iteration
+checkpoints there cannot continue a run exactly, and a damaged checkpoint is
+named together with the one to resume from instead.
 """
 import argparse
 import gc
+import logging
 import os
+import os.path as osp
+import re
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from .checkpoint import (DamagedCheckpointError, UnsafeCheckpointError,
+                         load_checkpoint_file)
+
 __all__ = [
-    'add_launcher_args', 'export_local_rank', 'prepare_distributed_env'
+    'LAUNCHERS', 'add_launcher_args', 'export_local_rank',
+    'prepare_distributed_env', 'check_checkpoint_schedule', 'check_resume',
+    'build_runner', 'release_process_group'
 ]
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -107,8 +121,139 @@ def prepare_distributed_env(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper_cfg
 
 
+def _is_epoch_based(train_cfg: Optional[dict]) -> bool:
+    """Whether ``train_cfg`` builds an ``EpochBasedTrainLoop`` (or a
+    subclass), as mmengine's ``Runner.build_train_loop`` reads it."""
+    if not train_cfg:
+        return False
+    if 'type' not in train_cfg:
+        return bool(train_cfg.get('by_epoch', False))
+    from mmengine.registry import LOOPS
+    from mmengine.runner import EpochBasedTrainLoop
+    loop = train_cfg['type']
+    loop = LOOPS.get(loop) if isinstance(loop, str) else loop
+    return isinstance(loop, type) and issubclass(loop, EpochBasedTrainLoop)
+
+
+def _iteration_checkpoint_hooks(cfg: Config) -> List[str]:
+    """Where the config asks for ``CheckpointHook(by_epoch=False)``."""
+    found = []
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint and checkpoint.get('by_epoch', True) is False:
+        found.append('default_hooks.checkpoint')
+    for index, hook in enumerate(cfg.get('custom_hooks') or []):
+        if str(hook.get('type')).split('.')[-1] == 'CheckpointHook' and \
+                hook.get('by_epoch', True) is False:
+            found.append(f'custom_hooks.{index}')
+    return found
+
+
+def check_checkpoint_schedule(cfg: Config) -> None:
+    """Refuse to resume from iteration checkpoints in an epoch-based loop;
+    warn when a new run would write them.
+
+    mmengine's ``EpochBasedTrainLoop`` resumes at the start of the saved
+    epoch, and an iteration checkpoint (``CheckpointHook(by_epoch=False)``)
+    records the epochs completed, not the position inside one: the resumed
+    run trains part of an epoch twice, goes past ``max_iters``, ends with
+    other weights and never saves its last iteration.
+
+    Args:
+        cfg (Config): the merged config.
+
+    Raises:
+        ValueError: for ``resume`` with that combination.
+    """
+    hooks = _iteration_checkpoint_hooks(cfg)
+    if not hooks or not _is_epoch_based(cfg.get('train_cfg')):
+        return
+    problem = (f'{" and ".join(hooks)} saves iteration checkpoints '
+               '(by_epoch=False) but train_cfg is an epoch-based loop, '
+               'which mmengine resumes at the start of the saved epoch: ')
+    remedy = ('Save by epoch (by_epoch=True) in an epoch-based loop, or '
+              'train with an iteration-based loop (train_cfg=dict('
+              'by_epoch=False, max_iters=...)).')
+    if cfg.get('resume'):
+        raise ValueError(problem + 'resuming would train part of an epoch '
+                         'again and past max_iters. ' + remedy)
+    print_log(
+        problem + 'a run resumed from these checkpoints would not continue '
+        'exactly, so tools/train.py refuses to resume from them. ' + remedy,
+        logger='current',
+        level=logging.WARNING)
+
+
+_NUMBERED_CHECKPOINT = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def _earlier_checkpoint(work_dir: str, checkpoint: str) -> Optional[str]:
+    """The latest ``epoch_N.pth``/``iter_N.pth`` in ``work_dir`` saved
+    before ``checkpoint`` (by its number), if any."""
+    if not osp.isdir(work_dir):
+        return None
+    own = _NUMBERED_CHECKPOINT.match(osp.basename(checkpoint))
+    limit = int(own.group(2)) if own else float('inf')
+    numbered = []
+    for name in os.listdir(work_dir):
+        match = _NUMBERED_CHECKPOINT.match(name)
+        path = osp.join(work_dir, name)
+        if match and int(match.group(2)) < limit and \
+                osp.abspath(path) != osp.abspath(checkpoint):
+            numbered.append((int(match.group(2)), path))
+    return max(numbered)[1] if numbered else None
+
+
+def check_resume(cfg: Config) -> None:
+    """Check what ``cfg.resume`` resumes from before training starts.
+
+    Refuses iteration checkpoints in an epoch-based loop
+    (:func:`check_checkpoint_schedule`). The checkpoint to resume from
+    (``cfg.load_from``, else the one named in ``<work_dir>/last_checkpoint``)
+    is read once: a damaged one is an error that names it and the earlier
+    checkpoint to resume from with ``--resume PATH``. ``cfg.load_from`` is
+    then set to it, so the runner resumes from the file checked.
+
+    Args:
+        cfg (Config): the merged config, with ``resume`` set.
+
+    Raises:
+        ValueError: see :func:`check_checkpoint_schedule`.
+        DamagedCheckpointError: naming the damaged or missing checkpoint.
+    """
+    from mmengine.runner import find_latest_checkpoint
+    check_checkpoint_schedule(cfg)
+    work_dir = cfg.get('work_dir') or '.'
+    checkpoint = cfg.get('load_from')
+    latest = checkpoint is None
+    if latest:
+        checkpoint = find_latest_checkpoint(work_dir)
+        if checkpoint is None:  # mmengine starts afresh and logs it
+            return
+    if '://' in checkpoint:  # a remote file is read where it is fetched
+        return
+    try:
+        load_checkpoint_file(checkpoint)
+    except (DamagedCheckpointError, UnsafeCheckpointError,
+            FileNotFoundError) as error:
+        which = (f'the latest checkpoint of {work_dir} (named in '
+                 f'{osp.join(work_dir, "last_checkpoint")})'
+                 if latest else 'the checkpoint given to resume from')
+        earlier = _earlier_checkpoint(work_dir, checkpoint)
+        advice = (f'Resume from the checkpoint before it with --resume '
+                  f'{earlier}' if earlier else
+                  f'{work_dir} holds no earlier epoch_*/iter_* checkpoint: '
+                  'start again without --resume, or resume from another '
+                  'checkpoint with --resume PATH')
+        raise DamagedCheckpointError(
+            checkpoint, f'cannot resume: {checkpoint} is {which}. {error}\n'
+            f'{advice}.') from None
+    cfg.load_from = checkpoint
+
+
 def build_runner(cfg: Config):
     """The config's own runner type if it names one, else mmengine's Runner.
+
+    A config that resumes is checked first (:func:`check_resume`).
 
     Args:
         cfg (Config): the merged config.
@@ -118,6 +263,8 @@ def build_runner(cfg: Config):
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    if cfg.get('resume'):
+        check_resume(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

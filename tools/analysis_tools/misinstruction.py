@@ -34,8 +34,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
 
 from loca_mm.functional import loca_calibrate
-from loca_mm.models.algorithms import load_teacher_strictly
 from loca_mm.utils import resolve_model_config
+from loca_mm.utils.checkpoint import TEACHER_PREFIX, load_model_weights
 from mmpretrain.registry import MODELS
 
 LOCA_LOSSES = {'LoCaLoss': 'alpha', 'DKDLoCaLoss': 'alpha'}
@@ -47,7 +47,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Measure a teacher's mis-instruction rate on the "
         'augmented training split and the LoCa calibration it would get')
     parser.add_argument('config', help='distillation or classifier config')
-    parser.add_argument('checkpoint', help="the teacher's checkpoint")
+    parser.add_argument(
+        'checkpoint',
+        help="the teacher's checkpoint, or a checkpoint of a distillation "
+        'run (its teacher.* weights are used)')
     parser.add_argument(
         '--out-dir',
         default='work_dirs/misinstruction',
@@ -112,7 +115,9 @@ def loca_settings_of(cfg: Config) -> Dict:
 def build_teacher(cfg: Config, checkpoint: str) -> torch.nn.Module:
     """The teacher network with its weights, in eval mode.
 
-    In a distillation config the teacher is ``model.teacher`` and sees the
+    ``checkpoint`` holds the teacher's own weights, or is a checkpoint saved
+    by a distillation run, whose ``teacher.*`` weights are taken. In a
+    distillation config the teacher is ``model.teacher`` and sees the
     images through the distillation model's preprocessing (the top-level
     ``data_preprocessor``), as during training; in a classifier config it is
     ``model`` itself.
@@ -125,7 +130,12 @@ def build_teacher(cfg: Config, checkpoint: str) -> torch.nn.Module:
     if cfg.get('data_preprocessor') is not None:
         model_cfg['data_preprocessor'] = cfg.data_preprocessor
     teacher = MODELS.build(model_cfg)
-    load_teacher_strictly(teacher, checkpoint)
+    load_model_weights(
+        teacher,
+        checkpoint,
+        f'teacher checkpoint {checkpoint}',
+        'the teacher model',
+        distillation_part=TEACHER_PREFIX)
     return teacher.eval()
 
 

@@ -366,6 +366,7 @@ def build_train_step(config: str, device: torch.device,
     """``train_step`` of the config's model on one fixed random batch."""
     cfg = Config.fromfile(osp.join(REPO, config))
     cfg.model.teacher_ckpt = None  # random teachers time the same
+    cfg.model.allow_random_teacher = True
     cfg.work_dir = work_dir
     cfg.log_level = 'WARNING'
     cfg.experiment_name = osp.splitext(osp.basename(config))[0]

@@ -1,24 +1,13 @@
-"""Single-teacher distillation that refuses a teacher checkpoint that does
-not fit the teacher model."""
+"""Single-teacher distillation that refuses a teacher without weights and a
+teacher checkpoint that does not fit the teacher model."""
 from typing import Dict, Optional, Union
 
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from loca_mm.utils.checkpoint import load_model_weights
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.registry import MODELS
-
-
-def _state_dict_of(checkpoint: dict) -> dict:
-    """The weights inside an mmengine/mmpretrain or a plain checkpoint."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state_dict, dict):
-        raise TypeError(f'no state dict in checkpoint: {type(state_dict)}')
-    prefix = 'module.'  # saved from a DDP-wrapped model
-    if state_dict and all(k.startswith(prefix) for k in state_dict):
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict
 
 
 def load_teacher_strictly(teacher: nn.Module, filename: str) -> None:
@@ -33,48 +22,46 @@ def load_teacher_strictly(teacher: nn.Module, filename: str) -> None:
         filename (str): local path or URL of the checkpoint.
 
     Raises:
-        RuntimeError: with the missing, unexpected and mis-shaped keys.
+        CheckpointMismatchError: with the missing, unexpected and
+            mis-shaped keys.
+        DamagedCheckpointError: if the file cannot be read.
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    state_dict = _state_dict_of(checkpoint)
-    expected = teacher.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mis_shaped = sorted(
-        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
-        f'{tuple(expected[k].shape)}' for k in set(expected) & set(state_dict)
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or mis_shaped:
-        hint = ''
-        if 'model' in checkpoint and 'state_dict' not in checkpoint:
-            hint = ('\nThis looks like a RepDistiller/mdistiller release; '
-                    'convert it first with tools/model_converters/'
-                    'repdistiller_to_mmpretrain.py.')
+    load_model_weights(teacher, filename, f'teacher checkpoint {filename}',
+                       'the teacher model')
 
-        def head(keys):
-            return ', '.join(keys[:8]) + (' ...' if len(keys) > 8 else '')
 
-        raise RuntimeError(
-            f'teacher checkpoint {filename} does not fit the teacher model '
-            f'({len(missing)} missing, {len(unexpected)} unexpected, '
-            f'{len(mis_shaped)} mis-shaped keys).\n'
-            f'missing: {head(missing)}\nunexpected: {head(unexpected)}\n'
-            f'mis-shaped: {head(mis_shaped)}{hint}')
-    teacher.load_state_dict(state_dict, strict=True)
+def _has_pretrained_init(teacher: Dict) -> bool:
+    """Whether a teacher config loads its weights itself: an ``init_cfg``
+    of type ``Pretrained`` with a checkpoint, for the whole teacher."""
+    init_cfgs = teacher.get('init_cfg') or []
+    if isinstance(init_cfgs, dict):
+        init_cfgs = [init_cfgs]
+    return any(
+        cfg.get('type') == 'Pretrained' and cfg.get('checkpoint')
+        and not cfg.get('prefix') for cfg in init_cfgs)
 
 
 @MODELS.register_module()
 class StrictSingleTeacherDistill(SingleTeacherDistill):
-    """``SingleTeacherDistill`` that loads ``teacher_ckpt`` strictly.
+    """``SingleTeacherDistill`` that loads ``teacher_ckpt`` strictly and
+    refuses a teacher that would get no weights.
 
     Every other argument and behaviour is mmrazor's. A silently random
     teacher is the worst failure a distillation run can have, so a teacher
-    checkpoint whose keys or shapes do not match the teacher stops the run.
+    checkpoint whose keys or shapes do not match the teacher stops the run,
+    and so does a teacher config without weights: ``teacher_ckpt`` None or
+    empty (an unset shell variable in ``--cfg-options``) and no
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` on the teacher.
 
     Args:
         distiller (dict): config of the distiller.
-        teacher (dict | BaseModel): config of the teacher, or the model.
+        teacher (dict | BaseModel): config of the teacher, or the model (a
+            built model is used with the weights it has).
         teacher_ckpt (str, optional): path or URL of the teacher weights.
+        allow_random_teacher (bool): accept a teacher config without
+            weights (timing runs, or weights loaded into the whole
+            algorithm afterwards, as ``tools/test.py`` does). Defaults to
+            False.
         **kwargs: the other arguments of ``SingleTeacherDistill``.
     """
 
@@ -82,9 +69,24 @@ class StrictSingleTeacherDistill(SingleTeacherDistill):
                  distiller: dict,
                  teacher: Union[BaseModel, Dict],
                  teacher_ckpt: Optional[str] = None,
+                 allow_random_teacher: bool = False,
                  **kwargs) -> None:
+        if teacher_ckpt is not None and not isinstance(teacher_ckpt, str):
+            raise TypeError('teacher_ckpt must be a path or URL (str) or '
+                            f'None, got {teacher_ckpt!r}')
+        teacher_ckpt = (teacher_ckpt or '').strip()
+        if (not teacher_ckpt and isinstance(teacher, dict)
+                and not allow_random_teacher
+                and not _has_pretrained_init(teacher)):
+            raise ValueError(
+                'the teacher gets no weights: teacher_ckpt is unset or '
+                'empty (an unset shell variable in --cfg-options '
+                'model.teacher_ckpt=$CKPT gives this) and the teacher has '
+                "no init_cfg=dict(type='Pretrained', checkpoint=...). Set "
+                'model.teacher_ckpt to the teacher\'s checkpoint; to '
+                'distill from a random teacher on purpose, set '
+                'model.allow_random_teacher=True.')
         super().__init__(distiller, teacher, teacher_ckpt=None, **kwargs)
-        self.teacher_ckpt = teacher_ckpt
         if teacher_ckpt:
             load_teacher_strictly(self.teacher, teacher_ckpt)
             # Keep Runner.init_weights() from re-initialising the teacher.

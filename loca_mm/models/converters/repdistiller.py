@@ -17,9 +17,12 @@ from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from loca_mm.utils.checkpoint import (CheckpointMismatchError, check_fit,
+                                      state_dict_of)
+
 HEAD_PREFIX = 'head.fc.'
 BACKBONE_PREFIX = 'backbone.'
-DDP_PREFIX = 'module.'
+BN_COUNT = 'num_batches_tracked'
 
 
 class _Layout(NamedTuple):
@@ -63,42 +66,6 @@ ZOO_MODELS: Dict[str, _Layout] = {
 }
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not fit the target model."""
-
-
-def extract_state_dict(checkpoint: Mapping) -> Dict[str, Tensor]:
-    """The weights of a zoo checkpoint, a bare state dict, or either saved
-    from a ``DataParallel``/DDP model (``module.`` prefixes).
-
-    Args:
-        checkpoint (Mapping): what ``torch.load`` returned.
-
-    Returns:
-        dict: key -> tensor, without the ``module.`` prefix.
-
-    Raises:
-        CheckpointMismatchError: if no state dict is found.
-    """
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointMismatchError(
-            f'expected a dict checkpoint, got {type(checkpoint).__name__}')
-    state_dict = checkpoint.get('model', checkpoint)
-    if not isinstance(state_dict, Mapping) or not state_dict:
-        raise CheckpointMismatchError(
-            "expected a {'model': state_dict, ...} checkpoint or a state "
-            f'dict, got {type(state_dict).__name__} under '
-            f"{'model' if 'model' in checkpoint else 'the top level'}")
-    not_tensors = [k for k, v in state_dict.items() if not torch.is_tensor(v)]
-    if not_tensors:
-        raise CheckpointMismatchError(
-            f'not a state dict: non-tensor entries {not_tensors[:8]} '
-            "(a checkpoint should keep its weights under 'model')")
-    if all(key.startswith(DDP_PREFIX) for key in state_dict):
-        return {k[len(DDP_PREFIX):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
 def _map_key(key: str, layout: _Layout) -> str:
     """loca_mm's name for the zoo key ``key``."""
     if key.startswith(layout.classifier):
@@ -108,68 +75,59 @@ def _map_key(key: str, layout: _Layout) -> str:
     return BACKBONE_PREFIX + key
 
 
-def _listed(items: list, limit: int = 10) -> str:
-    """One item a line, at most ``limit`` of them."""
-    more = f' ... ({len(items) - limit} more)' if len(items) > limit else ''
-    return '\n  '.join(items[:limit]) + more
-
-
 def convert_repdistiller_state_dict(
-        state_dict: Mapping[str, Tensor], model_name: str,
-        target: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
+        state_dict: Mapping[str, Tensor],
+        model_name: str,
+        target: Mapping[str, Tensor],
+        source: str = 'the checkpoint') -> 'OrderedDict[str, Tensor]':
     """Rename a zoo state dict to loca_mm's keys and check it fits.
+
+    BatchNorm layers saved by PyTorch before 0.4.1 have no
+    ``num_batches_tracked``; it is filled with 0, what a fresh
+    ``BatchNorm`` holds and what PyTorch itself fills in when it loads such
+    a layer (the count only matters for ``momentum=None``, which the zoo's
+    and mmpretrain's BN layers do not use).
 
     Args:
         state_dict (Mapping[str, Tensor]): the zoo's weights
-            (:func:`extract_state_dict`).
+            (:func:`loca_mm.utils.checkpoint.state_dict_of`).
         model_name (str): a key of :data:`ZOO_MODELS`, e.g. ``'resnet56'``.
         target (Mapping[str, Tensor]): ``state_dict()`` of the loca_mm
             model the weights are for; it fixes the expected keys and
             shapes.
+        source (str): the checkpoint's name in error messages.
 
     Returns:
         OrderedDict: the weights under the target's keys, in its order.
 
     Raises:
         KeyError: for an unknown ``model_name``.
-        CheckpointMismatchError: naming every source key that maps to no
-            target key, every target key left without a weight, every shape
-            that differs and any two source keys that map to one key.
+        CheckpointMismatchError: naming any two source keys that map to one
+            key, else every source key that maps to no target key, every
+            target key left without a weight and every shape that differs.
     """
     if model_name not in ZOO_MODELS:
         raise KeyError(f'unknown zoo model {model_name!r}; expected one of '
                        f'{sorted(ZOO_MODELS)}')
     layout = ZOO_MODELS[model_name]
-    mapped, duplicated = {}, []
+    mapped, source_names, duplicated = {}, {}, []
     for key, value in state_dict.items():
         new_key = _map_key(key, layout)
         if new_key in mapped:
-            duplicated.append(f'{mapped[new_key][0]} and {key} (as {new_key})')
-        mapped[new_key] = (key, value)
-    unexpected = [
-        f'{key} (as {new_key})' for new_key, (key, _) in mapped.items()
-        if new_key not in target
-    ]
-    mis_shaped = [
-        f'{key} (as {new_key}): checkpoint {tuple(value.shape)}, '
-        f'model {tuple(target[new_key].shape)}'
-        for new_key, (key, value) in mapped.items()
-        if new_key in target and value.shape != target[new_key].shape
-    ]
-    missing = [key for key in target if key not in mapped]
-    problems = [
-        f'{title} ({len(keys)}):\n  {_listed(keys)}'
-        for title, keys in (('keys the model does not have', unexpected),
-                            ('shapes that do not fit', mis_shaped),
-                            ('model keys missing from the checkpoint',
-                             missing), ('keys mapped twice', duplicated))
-        if keys
-    ]
-    if problems:
+            duplicated.append(
+                f'{source_names[new_key]} and {key} (as {new_key})')
+        mapped[new_key], source_names[new_key] = value, key
+    if duplicated:
         raise CheckpointMismatchError(
-            f'the checkpoint does not fit {model_name}:\n' +
-            '\n'.join(problems))
-    return OrderedDict((key, mapped[key][1]) for key in target)
+            f'{source} does not fit {model_name}: keys mapped twice '
+            f'({len(duplicated)}):\n  ' + '\n  '.join(duplicated))
+    for key in target:
+        bn_layer = key[:-len(BN_COUNT)]
+        if (key.endswith(BN_COUNT) and key not in mapped
+                and bn_layer + 'running_mean' in mapped):
+            mapped[key] = torch.zeros_like(target[key])
+    check_fit(mapped, target, source, model_name, source_names)
+    return OrderedDict((key, mapped[key]) for key in target)
 
 
 def _as_number(value) -> Optional[float]:
@@ -182,24 +140,37 @@ def _as_number(value) -> Optional[float]:
     return None
 
 
-def convert_repdistiller_checkpoint(checkpoint: Mapping, model_name: str,
-                                    target: Mapping[str, Tensor]) -> dict:
+def convert_repdistiller_checkpoint(checkpoint: Mapping,
+                                    model_name: str,
+                                    target: Mapping[str, Tensor],
+                                    source: str = 'the checkpoint') -> dict:
     """Turn a loaded zoo checkpoint into an mmpretrain checkpoint.
 
     Args:
         checkpoint (Mapping): what ``torch.load`` returned for a zoo file
-            (or a bare state dict).
+            (or a bare state dict, with or without ``module.`` prefixes).
         model_name (str): a key of :data:`ZOO_MODELS`.
         target (Mapping[str, Tensor]): ``state_dict()`` of the loca_mm
             model built from ``configs/_base_/models/cifar100/<model_name>``.
+        source (str): the checkpoint's name in error messages.
 
     Returns:
         dict: ``{'state_dict': ..., 'meta': ...}``; ``meta`` records the
         source format, the model and the zoo's ``epoch``/``accuracy`` when
-        present. The optimizer state is dropped.
+        present. The optimizer state and anything else is dropped.
+
+    Raises:
+        CheckpointMismatchError: for an mmengine checkpoint (weights under
+            ``'state_dict'``: converted already), no state dict, or weights
+            that do not fit.
     """
+    if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
+        raise CheckpointMismatchError(
+            f"{source} keeps its weights under 'state_dict': an mmengine/"
+            'mmpretrain checkpoint, not a RepDistiller/mdistiller one (those '
+            "keep them under 'model'); it needs no conversion")
     state_dict = convert_repdistiller_state_dict(
-        extract_state_dict(checkpoint), model_name, target)
+        state_dict_of(checkpoint, source), model_name, target, source)
     meta = dict(converted_from='RepDistiller/CRD/mdistiller', model=model_name)
     if 'model' in checkpoint:
         for field in ('epoch', 'accuracy'):
