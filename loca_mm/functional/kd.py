@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import _checked_targets, _log_softmax, _sample_weights
+from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
+                     _sample_weights)
 from .result import DistillLoss, _distill_result
 
 
@@ -57,13 +58,23 @@ def loca_kd_loss(preds_S: Tensor,
     with torch.no_grad():
         index = labels.unsqueeze(-1)
         weights = _sample_weights(valid, ignore_index, tau)
-        log_s = _log_softmax(preds_S, tau)
-        log_q = _log_softmax(preds_T, tau)
+        dtype = _compute_dtype(preds_S, preds_T)
+        log_s = _log_softmax(preds_S, tau, dtype)
+        log_q = _log_softmax(preds_T, tau, dtype)
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
-        weighted_q = log_q.exp().mul_(weights)
-        loss = log_q.sub_(log_s).mul_(weighted_q).sum()
-        del log_q
+        q = log_q.exp()
+        # q log(q / s) is 0 where q is: a class masked with -inf in both
+        # logits (or in the teacher's) adds nothing, rather than -inf - -inf.
+        kl_terms = log_q.sub_(log_s).masked_fill_(q == 0, 0.0)
+        weighted_q = q.mul_(weights)
+        loss = kl_terms.mul_(weighted_q).sum()
+        del log_q, kl_terms
         if needs_grad:
             grad = log_s.exp_().mul_(weights).sub_(weighted_q).div_(tau)
+
+    def student_gradient(logits: Tensor) -> Tensor:
+        return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)
+
     return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
-                           calibrated, valid, ignore_index)
+                           calibrated, valid, ignore_index, student_gradient,
+                           'loca_kd_loss')
