@@ -88,7 +88,7 @@ def dkd_loss(preds_S: Tensor,
     num_classes = preds_S.shape[-1]
     dtype = _compute_dtype(preds_S, preds_T)
     with torch.no_grad():
-        weights = _sample_weights(valid, ignore_index, tau)
+        weights = _sample_weights(valid, ignore_index, tau, dtype)
         # Student (0) and teacher (1) stacked: every step below is one
         # operator call for both, which is what costs at small N x C.
         logits = torch.stack((preds_S.reshape(-1, num_classes),

@@ -130,15 +130,16 @@ def _log_softmax(preds: Tensor,
     return logits.log_softmax(-1)
 
 
-def _sample_weights(valid: Tensor, ignore_index: Optional[int],
-                    tau: float) -> float | Tensor:
+def _sample_weights(valid: Tensor, ignore_index: Optional[int], tau: float,
+                    dtype: torch.dtype) -> float | Tensor:
     """``tau**2 / (number of kept samples)`` per sample, 0 where ignored.
 
     A plain number when nothing can be ignored (the common case costs no
-    tensor operation); otherwise an (M, 1) tensor. Weighting by
+    tensor operation); otherwise an (M, 1) tensor of ``dtype``. Weighting by
     multiplication (rather than selecting rows) keeps NaNs of ignored rows
     visible, and an empty or fully ignored batch gives a zero loss.
     """
     if ignore_index is None:
         return tau**2 / max(valid.numel(), 1)
-    return (valid * (tau**2 / valid.sum().clamp_min(1))).unsqueeze(-1)
+    count = valid.sum(dtype=dtype).clamp_min(1)
+    return (valid * (tau**2 / count)).unsqueeze(-1)

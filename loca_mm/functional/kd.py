@@ -57,8 +57,8 @@ def loca_kd_loss(preds_S: Tensor,
     # (M, C) buffer is reused in place once it has served.
     with torch.no_grad():
         index = labels.unsqueeze(-1)
-        weights = _sample_weights(valid, ignore_index, tau)
         dtype = _compute_dtype(preds_S, preds_T)
+        weights = _sample_weights(valid, ignore_index, tau, dtype)
         log_s = _log_softmax(preds_S, tau, dtype)
         log_q = _log_softmax(preds_T, tau, dtype)
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
