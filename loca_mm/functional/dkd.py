@@ -9,7 +9,8 @@ from torch import Tensor
 
 from .calibration import (_loca_row_terms, _uncalibrated,
                           check_calibration_args)
-from .inputs import _checked_targets, _compute_dtype, _sample_weights
+from .inputs import (_checked_targets, _compute_dtype, _kl_terms_,
+                     _sample_weights)
 from .result import DistillLoss, _distill_result
 
 # Stands in for the label's logit in the softmax over non-target classes:
@@ -18,19 +19,25 @@ from .result import DistillLoss, _distill_result
 _EXCLUDED_LOGIT = torch.finfo(torch.float32).min
 
 
-def _loca_binary_(log_binary_T: Tensor, log_p_k: Tensor, alpha: float,
-                  calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
+def _loca_binary_(log_binary_T: Tensor, binary_logits_T: Tensor,
+                  alpha: float, calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
     """LoCa on the teacher's [target, non-target] log-probabilities (M, 2).
 
-    ``log_p_k`` is the log-probability of the teacher's largest non-target
-    class, (M, 1). Returns the calibrated log-probabilities, ``s`` and the
-    calibrated mask.
+    ``binary_logits_T`` are the logits they are the log-softmax of,
+    ``[z_y - z_k, log-sum-exp of the non-targets - z_k]`` with ``z_k`` the
+    largest non-target logit. Returns the calibrated log-probabilities,
+    ``s`` and the calibrated mask.
     """
     if calibrate == 'none':
-        return (log_binary_T, *_uncalibrated(log_p_k))
+        return (log_binary_T, *_uncalibrated(log_binary_T[:, :1]))
+    # log p_k = log p_y - (z_y - z_k), so that a tie between the label and
+    # another class compares equal (and is calibrated as defined); for a
+    # label masked with -inf that is -inf + inf, and fmax takes the other
+    # way, log p_nt + log p'_k.
+    log_p_k = torch.fmax(*(log_binary_T - binary_logits_T).split(1, -1))
     p_y, mass = log_binary_T.exp().split(1, -1)
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        p_y, log_p_k.exp(), mass, alpha, calibrate)
+        p_y, log_p_k.exp_(), mass, alpha, calibrate)
     return (torch.cat((log_q_y, log_binary_T[:, 1:] + log_scale),
                       -1), scale, calibrated)
 
@@ -105,16 +112,10 @@ def dkd_loss(preds_S: Tensor,
         binary_logits = torch.cat(
             (logit_y - top_logit, log_nt.amax(-1, keepdim=True).neg_()), -1)
         del logits
-        log_sum = binary_logits.logsumexp(-1, keepdim=True)
-        log_binary_S, log_binary_T = binary_logits.sub_(log_sum)
-        # log p_k = 0 - log_sum, and log p_y = (z_y - z_k) - log_sum: a tie
-        # between the label and another class compares equal (and is
-        # calibrated as defined), and a label masked with -inf gives
-        # p_y = 0 (not -inf + inf).
+        log_binary_S, log_binary_T = binary_logits.log_softmax(-1)
         log_q_binary, scale, calibrated = _loca_binary_(
-            log_binary_T, log_sum[1].neg(), alpha, calibrate)
+            log_binary_T, binary_logits[1], alpha, calibrate)
         q_binary = log_q_binary.exp()
-        # q log(q / s) is 0 where q is (a class masked with -inf).
         tckd = _kl_terms_(log_q_binary - log_binary_S, q_binary).sum(-1, True)
         log_nt_S, log_nt_T = log_nt
         teacher_nt = log_nt_T.exp()  # p'
@@ -148,8 +149,3 @@ def dkd_loss(preds_S: Tensor,
                            calibrated, valid, ignore_index, student_gradient,
                            'dkd_loss')
 
-
-def _kl_terms_(log_ratio: Tensor, probs: Tensor) -> Tensor:
-    """``probs * log_ratio`` in place of ``log_ratio``, 0 where ``probs`` is
-    0 (whatever ``log_ratio`` is there, e.g. -inf - -inf)."""
-    return log_ratio.masked_fill_(probs == 0, 0.0).mul_(probs)

@@ -130,6 +130,18 @@ def _log_softmax(preds: Tensor,
     return logits.log_softmax(-1)
 
 
+# A 0-dim CPU tensor mixes with logits of any float dtype on any device.
+_ZERO = torch.zeros(())
+
+
+def _kl_terms_(log_ratio: Tensor, probs: Tensor) -> Tensor:
+    """``probs * log_ratio`` in the buffer of ``log_ratio``; 0 where
+    ``probs`` is 0, whatever ``log_ratio`` is there (a class masked with
+    -inf in both logits gives -inf - -inf), NaN where either is NaN."""
+    return torch.where(probs.bool(), log_ratio, _ZERO,
+                       out=log_ratio).mul_(probs)
+
+
 def _sample_weights(valid: Tensor, ignore_index: Optional[int], tau: float,
                     dtype: torch.dtype) -> float | Tensor:
     """``tau**2 / (number of kept samples)`` per sample, 0 where ignored.

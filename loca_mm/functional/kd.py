@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
-                     _sample_weights)
+from .inputs import (_checked_targets, _compute_dtype, _kl_terms_,
+                     _log_softmax, _sample_weights)
 from .result import DistillLoss, _distill_result
 
 
@@ -63,14 +63,11 @@ def loca_kd_loss(preds_S: Tensor,
         log_q = _log_softmax(preds_T, tau, dtype)
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
         q = log_q.exp()
-        # q log(q / s) is 0 where q is: a class masked with -inf in both
-        # logits (or in the teacher's) adds nothing, rather than -inf - -inf.
-        kl_terms = log_q.sub_(log_s).masked_fill_(q == 0, 0.0)
-        weighted_q = q.mul_(weights)
-        loss = kl_terms.mul_(weighted_q).sum()
-        del log_q, kl_terms
+        # q log(q / s), 0 where q is 0 (a class masked with -inf).
+        loss = _kl_terms_(log_q.sub_(log_s), q).mul_(weights).sum()
+        del log_q
         if needs_grad:
-            grad = log_s.exp_().mul_(weights).sub_(weighted_q).div_(tau)
+            grad = log_s.exp_().sub_(q).mul_(weights / tau)
 
     def student_gradient(logits: Tensor) -> Tensor:
         return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)
