@@ -8,9 +8,11 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import (_checked_targets, _compute_dtype, _kl_terms_,
-                     _log_softmax, _sample_weights)
+from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
+                     _sample_weights)
 from .result import DistillLoss, _distill_result
+
+_INF = float('inf')
 
 
 def loca_kd_loss(preds_S: Tensor,
@@ -63,8 +65,16 @@ def loca_kd_loss(preds_S: Tensor,
         log_q = _log_softmax(preds_T, tau, dtype)
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
         q = log_q.exp()
-        # q log(q / s), 0 where q is 0 (a class masked with -inf).
-        loss = _kl_terms_(log_q.sub_(log_s), q).mul_(weights).sum()
+        # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
+        # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only
+        # where the student has no mass but the teacher has (loss +inf).
+        # In place, so without a mask the size of the logits.
+        kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
+        loss = kl_terms.mul_(weights).sum()
+        # That also zeroed the NaN of a student holding NaN (a teacher's
+        # stays, in q): it must not become a finite loss.
+        student_sum = preds_S.sum()
+        loss = torch.where(student_sum.isnan(), student_sum, loss)
         del log_q
         if needs_grad:
             grad = log_s.exp_().sub_(q).mul_(weights / tau)
