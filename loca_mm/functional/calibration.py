@@ -20,6 +20,11 @@ Which samples are calibrated (``calibrate``):
 * ``'none'``: no calibration, ``q = p`` (plain KD / plain DKD).
 
 Samples that are not calibrated keep ``q = p`` bit for bit (``s = 1``).
+
+The rule as written above is :func:`loca_mm.functional.loca_calibrate` (in
+:mod:`.reference`). This module holds what the fused losses need of it per
+sample: the factor ``s`` from three probabilities, and the calibration of
+log-probabilities in place.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ CALIBRATION_MODES = ('wrong', 'margin', 'none')
 
 
 class CalibratedTarget(NamedTuple):
-    """Result of :func:`loca_calibrate`.
+    """Result of :func:`loca_mm.functional.loca_calibrate`.
 
     Attributes:
         probs (Tensor): calibrated distribution ``q``, same shape as the input.
@@ -94,35 +99,6 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     else:  # 'margin'
         calibrated = scaled < 1.0
     return torch.where(calibrated, scaled, 1.0), calibrated
-
-
-def loca_calibrate(probs: Tensor,
-                   target: Tensor,
-                   alpha: float = 0.9,
-                   calibrate: str = 'wrong') -> CalibratedTarget:
-    """Calibrate a batch of teacher distributions with LoCa.
-
-    Args:
-        probs (Tensor): teacher probabilities, shape (M, C), rows sum to 1.
-        target (Tensor): integer labels, shape (M,), in [0, C).
-        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
-        calibrate (str): which samples to change. Defaults to ``'wrong'``.
-
-    Returns:
-        CalibratedTarget: ``q``, ``s`` and the calibrated mask.
-    """
-    check_calibration_args(alpha, 1.0, calibrate)
-    index = target.long().unsqueeze(-1)
-    p_y = probs.gather(-1, index).squeeze(-1)
-    non_target = probs.scatter(-1, index, 0.0)
-    p_k = non_target.amax(-1)
-    scale, calibrated = calibration_scale(p_y, p_k, non_target.sum(-1), alpha,
-                                          calibrate)
-    # x * 1.0 == x exactly, so untouched rows stay bit-identical to p.
-    q = probs * scale.unsqueeze(-1)
-    q_y = torch.where(calibrated, 1.0 - scale * non_target.sum(-1), p_y)
-    return CalibratedTarget(q.scatter(-1, index, q_y.unsqueeze(-1)), scale,
-                            calibrated)
 
 
 def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Tensor, alpha: float,

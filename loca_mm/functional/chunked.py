@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Callable, Optional
 
 import torch
@@ -12,38 +13,70 @@ from .inputs import _checked_targets
 from .result import DistillLoss
 
 
+def _chunk_gradients(preds_S: Tensor, preds_T: Tensor, labels: Tensor,
+                     valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool,
+                     create_graph: bool):
+    """Run ``loss_fn`` over row chunks of the (M, C) logits.
+
+    Yields, per chunk, its rows, the sum of its loss over its valid samples,
+    the loss's details and the gradient of that sum w.r.t. the chunk's
+    student logits (None without ``needs_grad``). With ``create_graph`` the
+    chunks stay attached to ``preds_S`` and the gradients carry a graph;
+    otherwise each chunk's graph is freed once its gradient is taken.
+    """
+    # At least one (possibly empty) chunk, so that zero samples give the
+    # same zero loss and empty details as the unchunked function.
+    for start in range(0, max(preds_S.shape[0], 1), chunk_size):
+        rows = slice(start, start + chunk_size)
+        chunk_S = preds_S[rows]
+        if not create_graph:
+            chunk_S = chunk_S.detach().requires_grad_(needs_grad)
+        with torch.enable_grad():
+            result = loss_fn(chunk_S, preds_T[rows], labels[rows])
+            # loss_fn averages over its chunk; back to a sum, so that chunks
+            # of any size add up to the mean over all of M.
+            chunk_sum = result.loss * valid[rows].sum()
+        grad = None
+        if needs_grad:
+            grad, = torch.autograd.grad(
+                chunk_sum, chunk_S, create_graph=create_graph)
+        yield rows, chunk_sum, result, grad
+
+
 class _ChunkedLoss(torch.autograd.Function):
     """Runs a loss over row chunks and keeps only the input gradient.
 
     Each chunk's graph is built, differentiated and freed inside ``forward``,
     so the only (M, C) buffer kept for backward is the gradient w.r.t. the
-    student logits, which autograd would have to produce anyway.
+    student logits, which autograd would have to produce anyway. Double
+    backward runs the chunks again, attached to the student logits, which
+    are held by weak reference until then (as are the teacher's).
     """
 
     @staticmethod
     def forward(ctx, preds_S: Tensor, preds_T: Tensor, labels: Tensor,
                 valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool):
-        grad_S = torch.empty_like(preds_S) if needs_grad else None
+        num_classes = preds_S.shape[-1]
+        flat_S = preds_S.reshape(-1, num_classes)
+        flat_T = preds_T.detach().reshape(-1, num_classes)
+        grad_S = torch.empty_like(flat_S) if needs_grad else None
         sums, scales, calibrated = [], [], []
-        # At least one (possibly empty) chunk, so that zero samples give the
-        # same zero loss and empty details as the unchunked function.
-        for start in range(0, max(preds_S.shape[0], 1), chunk_size):
-            rows = slice(start, start + chunk_size)
-            chunk_S = preds_S[rows].detach().requires_grad_(needs_grad)
-            with torch.enable_grad():
-                result = loss_fn(chunk_S, preds_T[rows], labels[rows])
-                # loss_fn averages over its chunk; back to a sum, so that
-                # chunks of any size add up to the mean over all of M.
-                chunk_sum = result.loss * valid[rows].sum()
+        for rows, chunk_sum, result, grad in _chunk_gradients(
+                flat_S, flat_T, labels, valid, loss_fn, chunk_size,
+                needs_grad, create_graph=False):
             if needs_grad:
-                grad_S[rows] = torch.autograd.grad(chunk_sum, chunk_S)[0]
+                grad_S[rows] = grad
             sums.append(chunk_sum.detach())
             scales.append(result.scale.detach())
             calibrated.append(result.calibrated)
         count = valid.sum().clamp_min(1)
         if needs_grad:
-            grad_S.div_(count)
+            grad_S = grad_S.div_(count).view(preds_S.shape)
         ctx.save_for_backward(grad_S)
+        if needs_grad and not torch.compiler.is_compiling():
+            ctx.inputs = [(weakref.ref(t), t._version)
+                          for t in (preds_S, preds_T)]
+            ctx.chunking = labels, valid, loss_fn, chunk_size, count
         scale, calibrated = torch.cat(scales), torch.cat(calibrated)
         ctx.mark_non_differentiable(scale, calibrated)
         return torch.stack(sums).sum() / count, scale, calibrated
@@ -51,10 +84,35 @@ class _ChunkedLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor, *unused):
         grad_S, = ctx.saved_tensors
-        # In place: a second backward through the same graph then fails on
-        # autograd's version check instead of reusing a scaled gradient.
-        grad_S.mul_(grad_loss.to(grad_S.dtype))
-        return grad_S, None, None, None, None, None, None
+        # Grad mode is on in backward exactly under create_graph=True.
+        if torch.is_grad_enabled() and hasattr(ctx, 'inputs'):
+            part = _ChunkedLoss._differentiable_gradient(ctx)
+            grad_S = grad_S + (part - part.detach())
+        # Not in place: the saved gradient serves every backward through a
+        # retained graph, and they accumulate as for the unchunked losses.
+        return (grad_S * grad_loss.to(grad_S.dtype), None, None, None, None,
+                None, None)
+
+    @staticmethod
+    def _differentiable_gradient(ctx) -> Tensor:
+        """The student gradient again, chunk by chunk, with its graph."""
+        preds_S, preds_T = (ref() for ref, _ in ctx.inputs)
+        if any(t is None or t._version != version
+               for t, (_, version) in zip((preds_S, preds_T), ctx.inputs)):
+            raise RuntimeError(
+                'double backward (create_graph=True) through '
+                'chunked_distill_loss needs the student and teacher logits '
+                'it was given, but they were freed or modified in place '
+                'since: keep them alive and unchanged until then')
+        labels, valid, loss_fn, chunk_size, count = ctx.chunking
+        num_classes = preds_S.shape[-1]
+        grads = [
+            grad for _, _, _, grad in _chunk_gradients(
+                preds_S.reshape(-1, num_classes),
+                preds_T.detach().reshape(-1, num_classes), labels, valid,
+                loss_fn, chunk_size, True, create_graph=True)
+        ]
+        return (torch.cat(grads) / count).view(preds_S.shape)
 
 
 def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
@@ -96,11 +154,9 @@ def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
     if ignore_index is not None:
         # prepare_targets zeroes ignored labels; each chunk must see them.
         labels = labels.masked_fill(~valid, ignore_index)
-    num_classes = preds_S.shape[-1]
     chunk_loss = functools.partial(
         loss_fn, ignore_index=ignore_index, check_range=False, **loss_kwargs)
     loss, scale, calibrated = _ChunkedLoss.apply(
-        preds_S.reshape(-1, num_classes),
-        preds_T.detach().reshape(-1, num_classes), labels, valid, chunk_loss,
-        chunk_size, preds_S.requires_grad and torch.is_grad_enabled())
+        preds_S, preds_T, labels, valid, chunk_loss, chunk_size,
+        preds_S.requires_grad and torch.is_grad_enabled())
     return DistillLoss(loss, scale, calibrated, valid)

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from .calibration import (_loca_row_terms, _uncalibrated,
                           check_calibration_args)
-from .inputs import _checked_targets, _sample_weights
+from .inputs import (_checked_targets, _compute_dtype, _kl_terms_,
+                     _sample_weights)
 from .result import DistillLoss, _distill_result
 
 # Stands in for the label's logit in the softmax over non-target classes:
@@ -18,24 +19,27 @@ from .result import DistillLoss, _distill_result
 _EXCLUDED_LOGIT = torch.finfo(torch.float32).min
 
 
-def _loca_binary_(log_binary_T: Tensor, top_gap: Tensor, alpha: float,
-                  calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
+def _loca_binary_(log_binary_T: Tensor, binary_logits_T: Tensor,
+                  alpha: float, calibrate: str) -> tuple[Tensor, Tensor, Tensor]:
     """LoCa on the teacher's [target, non-target] log-probabilities (M, 2).
 
-    ``top_gap`` is ``z_k - z_y``, the teacher's largest non-target logit
-    minus the label's, (M, 1). Returns the calibrated log-probabilities,
+    ``binary_logits_T`` are the logits they are the log-softmax of,
+    ``[z_y - z_k, log-sum-exp of the non-targets - z_k]`` with ``z_k`` the
+    largest non-target logit. Returns the calibrated log-probabilities,
     ``s`` and the calibrated mask.
     """
     if calibrate == 'none':
-        return (log_binary_T, *_uncalibrated(top_gap))
-    log_p_y, log_mass = log_binary_T.split(1, -1)
+        return (log_binary_T, *_uncalibrated(log_binary_T[:, :1]))
+    # log p_k = log p_y - (z_y - z_k), so that a tie between the label and
+    # another class compares equal (and is calibrated as defined); for a
+    # label masked with -inf that is -inf + inf, and fmax takes the other
+    # way, log p_nt + log p'_k.
+    log_p_k = torch.fmax(*(log_binary_T - binary_logits_T).split(1, -1))
     p_y, mass = log_binary_T.exp().split(1, -1)
-    # p_k = p_y * exp(z_k - z_y): p_k >= p_y exactly where z_k >= z_y, so a
-    # tie between the label and another class is calibrated as defined.
-    p_k = log_p_y.add(top_gap).exp_()
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        p_y, p_k, mass, alpha, calibrate)
-    return torch.cat((log_q_y, log_mass + log_scale), -1), scale, calibrated
+        p_y, log_p_k.exp_(), mass, alpha, calibrate)
+    return (torch.cat((log_q_y, log_binary_T[:, 1:] + log_scale),
+                      -1), scale, calibrated)
 
 
 def dkd_loss(preds_S: Tensor,
@@ -89,31 +93,33 @@ def dkd_loss(preds_S: Tensor,
                                      check_range)
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
     num_classes = preds_S.shape[-1]
+    dtype = _compute_dtype(preds_S, preds_T)
     with torch.no_grad():
-        weights = _sample_weights(valid, ignore_index, tau)
+        weights = _sample_weights(valid, ignore_index, tau, dtype)
         # Student (0) and teacher (1) stacked: every step below is one
         # operator call for both, which is what costs at small N x C.
         logits = torch.stack((preds_S.reshape(-1, num_classes),
-                              preds_T.reshape(-1, num_classes))).float()
+                              preds_T.reshape(-1, num_classes))).to(dtype)
         if tau != 1.0:
             logits.div_(tau)
         index = labels.view(1, -1, 1).expand(2, -1, -1)
         logit_y = logits.gather(-1, index)
         log_nt = logits.scatter_(-1, index, _EXCLUDED_LOGIT).log_softmax(-1)
-        # The log-sum-exp over the non-target classes: their largest logit
-        # minus its log-share of the non-target softmax.
+        # [target, non-target] logits relative to the largest non-target
+        # logit z_k: [z_y - z_k, log-sum-exp of the non-targets - z_k], the
+        # latter minus z_k's log-share of the non-target softmax.
         top_logit = logits.amax(-1, keepdim=True)
-        lse_nt = top_logit - log_nt.amax(-1, keepdim=True)
+        binary_logits = torch.cat(
+            (logit_y - top_logit, log_nt.amax(-1, keepdim=True).neg_()), -1)
         del logits
-        log_binary_S, log_binary_T = torch.cat((logit_y, lse_nt),
-                                               -1).log_softmax(-1)
+        log_binary_S, log_binary_T = binary_logits.log_softmax(-1)
         log_q_binary, scale, calibrated = _loca_binary_(
-            log_binary_T, top_logit[1] - logit_y[1], alpha, calibrate)
+            log_binary_T, binary_logits[1], alpha, calibrate)
         q_binary = log_q_binary.exp()
-        tckd = (log_q_binary - log_binary_S).mul_(q_binary).sum(-1, True)
+        tckd = _kl_terms_(log_q_binary - log_binary_S, q_binary).sum(-1, True)
         log_nt_S, log_nt_T = log_nt
         teacher_nt = log_nt_T.exp()  # p'
-        nckd = log_nt_T.sub_(log_nt_S).mul_(teacher_nt).sum(-1, True)
+        nckd = _kl_terms_(log_nt_T.sub_(log_nt_S), teacher_nt).sum(-1, True)
         loss = tckd.mul_(tckd_weight).add_(nckd, alpha=nckd_weight)
         loss = loss.mul_(weights).sum()
         if needs_grad:
@@ -127,5 +133,19 @@ def dkd_loss(preds_S: Tensor,
                 gap_non_target.mul(tckd_weight).add_(nckd_weight))
             grad.scatter_(-1, index[0], gap_y.mul_(tckd_weight))
             grad.mul_(weights / tau)
+
+    def student_gradient(logits: Tensor) -> Tensor:
+        # The gradient above without its teacher-only term -b * p'.
+        logits = logits.reshape(-1, num_classes).to(dtype) / tau
+        student_y = logits.log_softmax(-1).gather(-1, index[0]).exp()
+        student_nt = logits.scatter(-1, index[0],
+                                    _EXCLUDED_LOGIT).softmax(-1)
+        gap_non_target = (1.0 - student_y) - q_binary[:, 1:]
+        part = student_nt * (tckd_weight * gap_non_target + nckd_weight)
+        part = part.scatter(-1, index[0], tckd_weight * student_y)
+        return part * (weights / tau)
+
     return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
-                           calibrated, valid, ignore_index)
+                           calibrated, valid, ignore_index, student_gradient,
+                           'dkd_loss')
+

@@ -16,22 +16,28 @@ def prepare_targets(logits: Tensor,
     Soft labels (the same shape as the logits, as Mixup/CutMix produce) are
     reduced to their argmax: LoCa needs one class to promote, and the
     dominant mixed class is the one the soft cross-entropy pulls hardest.
+    A soft label holding NaN names no class: it is refused like a label
+    outside the classes (the argmax of NaN would pick one silently).
 
     Args:
         logits (Tensor): logits of shape (..., C).
         target (Tensor): hard labels of shape (...) with an integer dtype, or
             soft labels of shape (..., C) with a floating dtype.
         ignore_index (int, optional): label value to leave out of the mean.
-        check_range (bool): raise for labels outside [0, C) that are not
-            ``ignore_index``. This reads a value back from the device (a
-            synchronisation on GPU); turn it off in hot loops you trust.
+        check_range (bool): refuse labels outside [0, C) that are not
+            ``ignore_index``: a ``ValueError`` naming the label for CPU
+            tensors in eager mode; on other devices and inside
+            ``torch.compile`` a device-side assertion, without a host
+            synchronisation, that fails at a later synchronisation with a
+            ``RuntimeError``. Turn it off only for labels you trust.
 
     Returns:
         tuple[Tensor, Tensor]: labels (M,) with ignored entries set to 0, and
         the bool mask (M,) of kept samples.
     """
     num_classes = logits.shape[-1]
-    if target.shape == logits.shape and target.is_floating_point():
+    soft = target.shape == logits.shape and target.is_floating_point()
+    if soft:
         labels = target.argmax(-1)
     elif target.shape == logits.shape[:-1] and not (
             target.is_floating_point() or target.is_complex()
@@ -49,14 +55,35 @@ def prepare_targets(logits: Tensor,
     else:
         valid = labels != ignore_index
         labels = labels * valid  # ignored samples point at class 0
+    if soft:
+        # -1 is outside every range: the check below, or the gather of the
+        # loss without it, refuses the sample.
+        labels = labels.masked_fill(target.isnan().any(-1).view(-1), -1)
     if check_range and labels.numel():
-        # Both extremes in one read-back: a single synchronisation on GPU.
-        low, high = torch.stack(torch.aminmax(labels)).tolist()
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f'label {low if low < 0 else high} is outside '
-                f'[0, {num_classes}) and is not ignore_index ({ignore_index})')
+        _check_label_range(labels, num_classes, ignore_index, soft)
     return labels, valid
+
+
+def _check_label_range(labels: Tensor, num_classes: int,
+                       ignore_index: Optional[int], soft: bool) -> None:
+    """Refuse labels outside [0, num_classes) (see :func:`prepare_targets`)."""
+    what = ('a soft label holds NaN' if soft else
+            f'a label is outside [0, {num_classes}) and is not ignore_index '
+            f'({ignore_index})')
+    if labels.device.type != 'cpu' or torch.compiler.is_compiling():
+        # Reading the labels back would stall the device until it catches
+        # up (and break a compiled graph); this assertion runs on it.
+        in_range = (labels >= 0).logical_and_(labels < num_classes).all()
+        torch._assert_async(in_range, what)
+        return
+    low, high = torch.aminmax(labels)
+    low, high = int(low), int(high)
+    if low < 0 or high >= num_classes:
+        if not soft:
+            what = (f'label {low if low < 0 else high} is outside '
+                    f'[0, {num_classes}) and is not ignore_index '
+                    f'({ignore_index})')
+        raise ValueError(what)
 
 
 def check_logits(preds_S: Tensor, preds_T: Tensor) -> None:
@@ -81,25 +108,50 @@ def _checked_targets(preds_S: Tensor, preds_T: Tensor, target: Tensor,
     return prepare_targets(preds_S, target, ignore_index, check_range)
 
 
-def _log_softmax(preds: Tensor, tau: float) -> Tensor:
+def _compute_dtype(*logits: Tensor) -> torch.dtype:
+    """The dtype the losses compute and return in: float64 if any input is
+    float64, else float32 (exp and log of a half-precision probability near
+    0 or 1 would over/underflow)."""
+    dtype = torch.float32
+    for tensor in logits:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+def _log_softmax(preds: Tensor,
+                 tau: float,
+                 dtype: Optional[torch.dtype] = None) -> Tensor:
     """``log_softmax(preds / tau)`` over the last dimension as (M, C), in
-    float32: exp and log of a half-precision probability near 0 or 1 would
-    over/underflow."""
-    logits = preds.reshape(-1, preds.shape[-1]).float()
+    ``dtype`` (by default :func:`_compute_dtype` of ``preds``)."""
+    logits = preds.reshape(-1, preds.shape[-1])
+    logits = logits.to(dtype or _compute_dtype(preds))
     if tau != 1.0:
         logits = logits / tau
     return logits.log_softmax(-1)
 
 
-def _sample_weights(valid: Tensor, ignore_index: Optional[int],
-                    tau: float) -> float | Tensor:
+# A 0-dim CPU tensor mixes with logits of any float dtype on any device.
+_ZERO = torch.zeros(())
+
+
+def _kl_terms_(log_ratio: Tensor, probs: Tensor) -> Tensor:
+    """``probs * log_ratio`` in the buffer of ``log_ratio``; 0 where
+    ``probs`` is 0, whatever ``log_ratio`` is there (a class masked with
+    -inf in both logits gives -inf - -inf), NaN where either is NaN."""
+    return torch.where(probs.bool(), log_ratio, _ZERO,
+                       out=log_ratio).mul_(probs)
+
+
+def _sample_weights(valid: Tensor, ignore_index: Optional[int], tau: float,
+                    dtype: torch.dtype) -> float | Tensor:
     """``tau**2 / (number of kept samples)`` per sample, 0 where ignored.
 
     A plain number when nothing can be ignored (the common case costs no
-    tensor operation); otherwise an (M, 1) tensor. Weighting by
+    tensor operation); otherwise an (M, 1) tensor of ``dtype``. Weighting by
     multiplication (rather than selecting rows) keeps NaNs of ignored rows
     visible, and an empty or fully ignored batch gives a zero loss.
     """
     if ignore_index is None:
         return tau**2 / max(valid.numel(), 1)
-    return (valid * (tau**2 / valid.sum().clamp_min(1))).unsqueeze(-1)
+    count = valid.sum(dtype=dtype).clamp_min(1)
+    return (valid * (tau**2 / count)).unsqueeze(-1)

@@ -8,8 +8,11 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import _checked_targets, _log_softmax, _sample_weights
+from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
+                     _sample_weights)
 from .result import DistillLoss, _distill_result
+
+_INF = float('inf')
 
 
 def loca_kd_loss(preds_S: Tensor,
@@ -56,14 +59,29 @@ def loca_kd_loss(preds_S: Tensor,
     # (M, C) buffer is reused in place once it has served.
     with torch.no_grad():
         index = labels.unsqueeze(-1)
-        weights = _sample_weights(valid, ignore_index, tau)
-        log_s = _log_softmax(preds_S, tau)
-        log_q = _log_softmax(preds_T, tau)
+        dtype = _compute_dtype(preds_S, preds_T)
+        weights = _sample_weights(valid, ignore_index, tau, dtype)
+        log_s = _log_softmax(preds_S, tau, dtype)
+        log_q = _log_softmax(preds_T, tau, dtype)
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
-        weighted_q = log_q.exp().mul_(weights)
-        loss = log_q.sub_(log_s).mul_(weighted_q).sum()
+        q = log_q.exp()
+        # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
+        # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only
+        # where the student has no mass but the teacher has (loss +inf).
+        # In place, so without a mask the size of the logits.
+        kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
+        loss = kl_terms.mul_(weights).sum()
+        # That also zeroed the NaN of a student holding NaN (a teacher's
+        # stays, in q): it must not become a finite loss.
+        student_sum = preds_S.sum()
+        loss = torch.where(student_sum.isnan(), student_sum, loss)
         del log_q
         if needs_grad:
-            grad = log_s.exp_().mul_(weights).sub_(weighted_q).div_(tau)
+            grad = log_s.exp_().sub_(q).mul_(weights / tau)
+
+    def student_gradient(logits: Tensor) -> Tensor:
+        return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)
+
     return _distill_result(preds_S, loss, grad if needs_grad else None, scale,
-                           calibrated, valid, ignore_index)
+                           calibrated, valid, ignore_index, student_gradient,
+                           'loca_kd_loss')
