@@ -106,3 +106,63 @@ def test_missing_teacher_is_named_and_nothing_is_written(released, tmp_path):
     assert f'{archive} has no {member("vgg13")}' in done.stderr
     assert [p.name for p in out.iterdir()] == ['resnet56.pth']
     assert (out / 'resnet56.pth').read_bytes() == b'kept'
+
+
+REPRODUCE = REPO / 'tools' / 'reproduce_cifar100.sh'
+
+
+def reproduce(*args, work_dirs):
+    env = dict(os.environ, WORK_DIRS=str(work_dirs))
+    return subprocess.run(['bash', str(REPRODUCE), *args],
+                          capture_output=True, text=True, env=env)
+
+
+def test_reproduction_dry_run_deals_runs_and_skips_finished(tmp_path):
+    work = tmp_path / 'work_dirs'
+    loca = 'loca_logits_resnet56_resnet20_1xb64_cifar100'
+    dkdloca = 'dkdloca_logits_vgg13_vgg8_1xb64_cifar100'
+    (work / loca / 'seed1').mkdir(parents=True)
+    (work / loca / 'seed1' / 'epoch_240.pth').write_bytes(b'')
+    (work / dkdloca / 'seed0').mkdir(parents=True)
+    (work / dkdloca / 'seed0' / 'last_checkpoint').write_text('epoch_9.pth')
+
+    done = reproduce('2', 'resnet56_resnet20,vgg13_vgg8', 'loca,dkdloca',
+                     '0,1', '--dry-run', work_dirs=work)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f'# finished, skipped: {work}/{loca}/seed1'
+    commands, collect = lines[1:-1], lines[-1]
+    # 2 pairs x 2 methods x 2 seeds, one finished; dealt to GPU 0, 1, 0...
+    assert len(commands) == 7
+    runs = [(config, seed) for method in ('loca', 'dkdloca')
+            for config in (f'{method}_logits_resnet56_resnet20',
+                           f'{method}_logits_vgg13_vgg8')
+            for seed in (0, 1)]
+    runs.remove(('loca_logits_resnet56_resnet20', 1))
+    expected = []
+    for i, (config, seed) in enumerate(runs):
+        name = f'{config}_1xb64_cifar100'
+        resume = ' --resume' if name == dkdloca and seed == 0 else ''
+        expected.append(
+            (i % 2, f'CUDA_VISIBLE_DEVICES={i % 2} PORT={29500 + i % 2} '
+             f'bash tools/dist_train.sh configs/distill/cifar100/{name}.py 1 '
+             f'--work-dir {work}/{name}/seed{seed} --cfg-options '
+             f'randomness.seed={seed}{resume} > {work}/{name}/seed{seed}.out '
+             '2>&1'))
+    # GPU 0's queue is printed first, then GPU 1's.
+    assert commands == [c for _, c in sorted(expected, key=lambda e: e[0])]
+    assert collect.startswith('python tools/analysis_tools/collect_results.py')
+    assert len(collect.split()[2:]) == 8  # every chosen run, finished too
+    assert not any(work.glob('*/*.out'))  # a dry run starts nothing
+
+
+@pytest.mark.parametrize('args, message', [
+    (['0'], "GPUS must be a positive number, got '0'"),
+    (['1', 'resnet56_resnet20', 'fitnet'], "unknown method 'fitnet'"),
+    (['1', 'resnet18_resnet8'], "no single config for method 'kd' and pair "
+     "'resnet18_resnet8'"),
+    (['1', 'all', 'kd', '0,x'], "a seed is a number, got 'x'"),
+])
+def test_reproduction_refuses_bad_arguments(args, message, tmp_path):
+    done = reproduce(*args, '--dry-run', work_dirs=tmp_path)
+    assert done.returncode == 2 and message in done.stderr
