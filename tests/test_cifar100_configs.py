@@ -80,7 +80,7 @@ def model_of(name: str) -> dict:
 def assert_cifar100_recipe(cfg: Config) -> None:
     """What every CIFAR-100 config shares (REFERENCE.md's recipe)."""
     assert cfg.train_dataloader.batch_size == 64
-    assert cfg.train_dataloader.dataset.type == 'CIFAR100'
+    assert cfg.train_dataloader.dataset.type == 'LocalCIFAR100'
     assert cfg.train_dataloader.dataset.data_root == 'data/cifar100'
     assert cfg.train_cfg.max_epochs == 240
     scheduler = cfg.param_scheduler
