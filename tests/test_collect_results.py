@@ -174,8 +174,10 @@ def test_update_fills_loca_columns_only(work_dirs, tmp_path):
     assert after_cells[resnet56][0] == 'resnet56 -> resnet20'
     assert after_cells[vgg13][0] == 'vgg13 -> vgg8'
     assert changed == {(resnet56, loca), (vgg13, dkdloca)}
-    assert after_cells[resnet56][loca] == '71.58 ± 0.80 (last 70.25 ± 0.90, 3 seeds)'
-    assert after_cells[vgg13][dkdloca] == '74.75 ± 1.06 (last 73.75 ± 0.35, 2 seeds)'
+    assert after_cells[resnet56][loca] == \
+        '71.58 ± 0.80 (last 70.25 ± 0.90, 3 seeds)'
+    assert after_cells[vgg13][dkdloca] == \
+        '74.75 ± 1.06 (last 73.75 ± 0.35, 2 seeds)'
     # The text outside the table is as it was.
     old_text = (CIFAR100 / 'README.md').read_text().splitlines()
     new_text = readme.read_text().splitlines()
