@@ -78,7 +78,7 @@ def assert_refers_to(network: dict, name: str) -> None:
 def assert_cifar100_recipe(cfg: Config) -> None:
     """What every CIFAR-100 config shares (REFERENCE.md's recipe)."""
     assert cfg.train_dataloader.batch_size == 64
-    assert cfg.train_dataloader.dataset.type == 'CIFAR100'
+    assert cfg.train_dataloader.dataset.type == 'LocalCIFAR100'
     assert cfg.train_dataloader.dataset.data_root == 'data/cifar100'
     assert cfg.train_cfg.max_epochs == 240
     scheduler = cfg.param_scheduler

@@ -169,7 +169,7 @@ def assert_imagenet_recipe(cfg: Config) -> None:
     assert cfg.train_cfg.max_epochs == 100
     assert cfg.param_scheduler.milestones == [30, 60, 90]
     assert cfg.param_scheduler.gamma == 0.1
-    assert cfg.train_dataloader.dataset.type == 'ImageNet'
+    assert cfg.train_dataloader.dataset.type == 'LocalImageNet'
     assert [(t.type, t.get('scale') or t.get('crop_size'))
             for t in cfg.train_dataloader.dataset.pipeline] == [
                 ('LoadImageFromFile', None), ('RandomResizedCrop', 224),

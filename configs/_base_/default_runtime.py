@@ -6,7 +6,15 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
+    # Keep the last epoch (to resume) and the epoch of the best student
+    # top-1 (what mdistiller and the DKD/CRD tables report). The key is the
+    # student's: TeacherOnceValLoop names the teacher's 'teacher/accuracy/top1'.
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='accuracy/top1',
+        rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

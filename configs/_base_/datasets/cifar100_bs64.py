@@ -1,8 +1,10 @@
 # CIFAR-100 (50,000 training / 10,000 test images, 32x32, 100 classes) as in
 # the CRD/RepDistiller recipe: batch 64 on one GPU, random crop with padding 4
-# and horizontal flip. mmpretrain's CIFAR100 reads the python pickles from
-# data_root/cifar-100-python and downloads them when they are missing.
-dataset_type = 'CIFAR100'
+# and horizontal flip. The python pickles are read from
+# data_root/cifar-100-python, downloaded there when missing (mmpretrain's
+# CIFAR100); loca_mm's LocalCIFAR100 stops with the folder and the archive's
+# URL when that is impossible (offline, or download=False).
+dataset_type = 'LocalCIFAR100'
 data_root = 'data/cifar100'
 
 # The recipe's normalisation, (0.5071, 0.4867, 0.4408) and

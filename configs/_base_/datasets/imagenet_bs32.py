@@ -7,7 +7,15 @@ _base_ = ['mmpretrain::_base_/datasets/imagenet_bs32.py']
 data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 
 # Keep the 5 loader workers alive between epochs and pin host memory, as
-# mmpretrain's tools/train.py does by default.
-train_dataloader = dict(persistent_workers=True, pin_memory=True)
-val_dataloader = dict(persistent_workers=True, pin_memory=True)
+# mmpretrain's tools/train.py does by default. mmpretrain does not download
+# ImageNet; loca_mm's LocalImageNet (mmpretrain's ImageNet otherwise) stops
+# with the missing path and where to get the data.
+train_dataloader = dict(
+    persistent_workers=True,
+    pin_memory=True,
+    dataset=dict(type='LocalImageNet'))
+val_dataloader = dict(
+    persistent_workers=True,
+    pin_memory=True,
+    dataset=dict(type='LocalImageNet'))
 test_dataloader = val_dataloader

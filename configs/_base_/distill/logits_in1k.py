@@ -10,5 +10,10 @@ _base_ = [
     './logits_distiller.py',
 ]
 
+# lr 0.1 is for 256 images per step: the runner scales it to the actual
+# batch (GPUs x 32), so one GPU trains at 0.0125 and keeps the recipe's lr
+# per image instead of taking 8 times as large steps.
+auto_scale_lr = dict(base_batch_size=256, enable=True)
+
 # Student top-1 every epoch, the frozen teacher's once.
 val_cfg = dict(type='TeacherOnceValLoop')

@@ -31,6 +31,8 @@ class MobileNetV1(BaseBackbone):
         norm_cfg (dict): normalization layer config. Defaults to BN.
         act_cfg (dict): activation config. Defaults to ReLU.
         init_cfg (dict | list[dict], optional): initialization config.
+            Defaults to None: PyTorch's default initialisation of every
+            layer, as the DKD code base's MobileNetV1 (which sets none).
     """
 
     # Per stage: (out_channels, stride) of each depthwise-separable block.
@@ -49,13 +51,7 @@ class MobileNetV1(BaseBackbone):
                  conv_cfg: dict = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]) -> None:
+                 init_cfg=None) -> None:
         super().__init__(init_cfg)
         num_stages = len(self.arch_settings)
         out_indices = tuple(out_indices)
@@ -89,6 +85,15 @@ class MobileNetV1(BaseBackbone):
                 in_channels = out_channels
             self.stages.append(nn.Sequential(*stage))
         self._freeze_stages()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.init_cfg is None:
+            # mmcv's ConvModule He-initialises its convolution whatever the
+            # backbone's init_cfg says; PyTorch's default replaces it.
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.stem(x)

@@ -8,4 +8,6 @@ model = dict(
         type='LinearClsHead',
         num_classes=100,
         in_channels=64,
+        # PyTorch's default Linear init, as in the zoo's code.
+        init_cfg=None,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

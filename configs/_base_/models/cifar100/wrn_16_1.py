@@ -8,4 +8,14 @@ model = dict(
         type='LinearClsHead',
         num_classes=100,
         in_channels=64,
+        # The zoo's: PyTorch's default Linear weight (Kaiming-uniform with
+        # a=sqrt(5), fan-in), zero bias.
+        init_cfg=dict(
+            type='Kaiming',
+            layer='Linear',
+            a=5**0.5,
+            mode='fan_in',
+            nonlinearity='leaky_relu',
+            distribution='uniform',
+            bias=0),
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

@@ -1,11 +1,7 @@
-# wrn_40_1 of the CIFAR-100 KD zoo: 569,780 parameters.
+# wrn_40_1 of the CIFAR-100 KD zoo: 569,780 parameters. wrn_16_1.py with
+# another depth and width (and the zoo's head initialisation).
+_base_ = ['./wrn_16_1.py']
+
 model = dict(
-    _scope_='mmpretrain',  # builds in mmpretrain also inside an mmrazor model
-    type='ImageClassifier',
-    backbone=dict(type='CifarWideResNet', depth=40, widen_factor=1),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=100,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+    backbone=dict(depth=40, widen_factor=1),
+    head=dict(in_channels=64))

@@ -9,5 +9,7 @@ model = dict(
         type='LinearClsHead',
         num_classes=1000,
         in_channels=1024,
+        # PyTorch's default Linear init, as the DKD code base's.
+        init_cfg=None,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))

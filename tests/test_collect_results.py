@@ -1,0 +1,247 @@
+"""The results collector on work directories in mmengine's layout."""
+import json
+import runpy
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loca_mm.utils.results import (collect, markdown_table, read_run,
+                                   update_readme, update_results_files)
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR100 = REPO / 'configs' / 'distill' / 'cifar100'
+LOCA = 'loca_logits_resnet56_resnet20_1xb64_cifar100'
+DKDLOCA = 'dkdloca_logits_vgg13_vgg8_1xb64_cifar100'
+KD = 'kd_logits_resnet56_resnet20_1xb64_cifar100'
+
+# Student top-1 per epoch for each (config, seed): best and last differ.
+CURVES = {
+    (LOCA, 0): [50.0, 71.25, 70.5],
+    (LOCA, 1): [52.0, 70.75, 71.0],
+    (LOCA, 2): [49.0, 72.5, 69.25],
+    (DKDLOCA, 0): [60.0, 74.0, 73.5],
+    (DKDLOCA, 5): [61.0, 75.5, 74.0],
+    (KD, 0): [40.0, 70.0, 69.0],
+}
+TEACHER = {LOCA: 72.34, DKDLOCA: 74.64, KD: 72.34}
+
+
+def write_start(work_dir: Path, timestamp: str, seed: int, records) -> Path:
+    """One start of a run: vis_data/config.py and scalars.json."""
+    vis_data = work_dir / timestamp / 'vis_data'
+    vis_data.mkdir(parents=True)
+    (vis_data / 'config.py').write_text(
+        f"randomness = dict(seed={seed}, deterministic=False)\n"
+        "custom_imports = dict(imports=['loca_mm'])\n")
+    with open(vis_data / 'scalars.json', 'w') as f:
+        for record in records:
+            f.write(json.dumps(record) + '\n')
+    return vis_data
+
+
+def val_records(config: str, curve, first_epoch: int = 1) -> list:
+    """Training and validation lines as LocalVisBackend writes them; the
+    teacher's top-1 with every validation, as the logger repeats it."""
+    records = []
+    for epoch, top1 in enumerate(curve, first_epoch):
+        records.append({'lr': 0.05, 'loss': 1.0, 'epoch': epoch,
+                        'iter': 10 * epoch, 'step': 10 * epoch})
+        records.append({'accuracy/top1': top1,
+                        'teacher/accuracy/top1': TEACHER[config],
+                        'step': epoch})
+    return records
+
+
+def write_run(root: Path, config: str, seed: int, curve) -> Path:
+    work_dir = root / config / f'seed{seed}'
+    work_dir.mkdir(parents=True)
+    (work_dir / f'{config}.py').write_text('# dumped config\n')
+    write_start(work_dir, '20261201_100000', seed,
+                val_records(config, curve))
+    return work_dir
+
+
+@pytest.fixture
+def work_dirs(tmp_path):
+    root = tmp_path / 'work_dirs'
+    for (config, seed), curve in CURVES.items():
+        write_run(root, config, seed, curve)
+    return root
+
+
+def test_rows_are_mean_and_std_over_seeds_of_last_and_best(work_dirs):
+    results = {r.config: r for r in collect([str(work_dirs)])}
+    assert sorted(results) == sorted({c for c, _ in CURVES})
+    for config, result in results.items():
+        curves = [c for (name, _), c in sorted(CURVES.items())
+                  if name == config]
+        assert result.seeds == sorted(s for c, s in CURVES if c == config)
+        for stat, values in ((result.last, [c[-1] for c in curves]),
+                             (result.best, [max(c) for c in curves])):
+            assert stat.n == len(curves)
+            assert stat.mean == pytest.approx(statistics.fmean(values))
+            expected_std = (statistics.stdev(values)
+                            if len(values) > 1 else 0.0)
+            assert stat.std == pytest.approx(expected_std)
+        assert result.teacher.mean == pytest.approx(TEACHER[config])
+        assert result.last_epochs == [3] * len(curves)
+
+    # LoCa: last 70.5/71.0/69.25, best 71.25/71.0/72.5.
+    table = markdown_table(results.values())
+    row, = [line for line in table.splitlines() if LOCA in line]
+    assert row == (f'| {LOCA} | 70.25 ± 0.90 | 71.58 ± 0.80 | 3 (0, 1, 2) '
+                   '| 3 | 72.34 ± 0.00 |')
+    kd_row, = [line for line in table.splitlines() if KD in line]
+    assert '| 69.00 | 70.00 | 1 (0) |' in kd_row  # one seed: no ±
+
+
+def test_a_resumed_run_continues_its_curve(tmp_path):
+    work_dir = write_run(tmp_path, LOCA, 3, [50.0, 60.0])
+    # Resumed from epoch 1: the new start validates epochs 2 and 3 again.
+    write_start(work_dir, '20261201_120000', 3,
+                val_records(LOCA, [65.0, 64.0], first_epoch=2))
+    run = read_run(str(work_dir))
+    assert run.student_top1 == {1: 50.0, 2: 65.0, 3: 64.0}
+    result, = collect([str(work_dir)])
+    assert (result.last.mean, result.best.mean) == (64.0, 65.0)
+
+
+def test_the_same_seed_twice_is_an_error(work_dirs):
+    copy = work_dirs / 'again' / LOCA
+    shutil.copytree(work_dirs / LOCA / 'seed1', copy)
+    with pytest.raises(ValueError, match=f'{LOCA}: seed 1 twice'):
+        collect([str(work_dirs)])
+
+
+def test_missing_or_corrupt_scalars_name_the_file(tmp_path):
+    work_dir = write_run(tmp_path, LOCA, 0, [1.0])
+    scalars = work_dir / '20261201_100000' / 'vis_data' / 'scalars.json'
+    with open(scalars, 'a') as f:
+        f.write('{"accuracy/top1": 7\n')
+    with pytest.raises(ValueError) as info:
+        read_run(str(work_dir))
+    assert f'{scalars}, line 3: not a JSON object' in str(info.value)
+
+    scalars.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        collect([str(work_dir)])
+    assert str(work_dir) in str(info.value)
+    assert '<timestamp>/vis_data/scalars.json' in str(info.value)
+
+
+def test_a_run_without_seed_or_validation_is_an_error(tmp_path):
+    work_dir = write_run(tmp_path, LOCA, 0, [])
+    with pytest.raises(ValueError, match="no 'accuracy/top1'"):
+        read_run(str(work_dir))
+    config = work_dir / '20261201_100000' / 'vis_data' / 'config.py'
+    write_start(work_dir, '20261201_110000', 0, val_records(LOCA, [3.0]))
+    (work_dir / '20261201_110000' / 'vis_data' / 'config.py').write_text(
+        'randomness = dict(seed=None)\n')
+    with pytest.raises(ValueError, match='randomness.seed is not set'):
+        read_run(str(work_dir))
+    assert config.exists()
+
+
+def table_cells(readme: Path) -> list:
+    lines = readme.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith('| Teacher -> student'))
+    return [[c.strip() for c in line.strip('|').split('|')]
+            for line in lines[start:start + 13]]
+
+
+def test_update_fills_loca_columns_only(work_dirs, tmp_path):
+    readme, metafile = tmp_path / 'README.md', tmp_path / 'metafile.yml'
+    shutil.copy(CIFAR100 / 'README.md', readme)
+    shutil.copy(CIFAR100 / 'metafile.yml', metafile)
+    before_cells = table_cells(readme)
+    before_meta = yaml.safe_load(metafile.read_text())
+
+    update_results_files(collect([str(work_dirs)]), str(readme),
+                         str(metafile), 'CIFAR-100')
+
+    after_cells = table_cells(readme)
+    header = before_cells[0]
+    loca, dkdloca = header.index('LoCa'), header.index('DKD+LoCa')
+    changed = {(r, c)
+               for r, (old, new) in enumerate(zip(before_cells, after_cells))
+               for c, (a, b) in enumerate(zip(old, new)) if a != b}
+    resnet56, vgg13 = 2, 7  # rows of the pairs (after header and ---)
+    assert after_cells[resnet56][0] == 'resnet56 -> resnet20'
+    assert after_cells[vgg13][0] == 'vgg13 -> vgg8'
+    assert changed == {(resnet56, loca), (vgg13, dkdloca)}
+    assert after_cells[resnet56][loca] == \
+        '71.58 ± 0.80 (last 70.25 ± 0.90, 3 seeds)'
+    assert after_cells[vgg13][dkdloca] == \
+        '74.75 ± 1.06 (last 73.75 ± 0.35, 2 seeds)'
+    # The text outside the table is as it was.
+    old_text = (CIFAR100 / 'README.md').read_text().splitlines()
+    new_text = readme.read_text().splitlines()
+    assert len(old_text) == len(new_text)
+    assert sum(a != b for a, b in zip(old_text, new_text)) == 2
+
+    after_meta = yaml.safe_load(metafile.read_text())
+    models = {m['Name']: m for m in after_meta['Models']}
+    assert models[LOCA]['Results'] == [{
+        'Task': 'Image Classification', 'Dataset': 'CIFAR-100',
+        'Metrics': {'Top 1 Accuracy': 71.58}}]
+    assert models[DKDLOCA]['Results'][0]['Metrics'] == {
+        'Top 1 Accuracy': 74.75}
+    assert 'trained, 3 seeds' in models[LOCA]['Metadata']['Status']
+    # KD's own result is only printed: its published column and metafile
+    # entry are unchanged, as is every other model.
+    for entry, old in zip(after_meta['Models'], before_meta['Models']):
+        if entry['Name'] not in (LOCA, DKDLOCA):
+            assert entry == old
+        else:
+            assert entry['Metadata']['Published Top 1 Accuracy'] == \
+                old['Metadata']['Published Top 1 Accuracy']
+    assert after_meta['Collections'] == before_meta['Collections']
+
+
+def test_update_refuses_an_unknown_layout_and_writes_nothing(
+        work_dirs, tmp_path):
+    readme, metafile = tmp_path / 'README.md', tmp_path / 'metafile.yml'
+    readme.write_text((CIFAR100 / 'README.md').read_text().replace(
+        '| LoCa | DKD+LoCa |', '| LoCa (ours) | DKD+LoCa |'))
+    shutil.copy(CIFAR100 / 'metafile.yml', metafile)
+    before = readme.read_text(), metafile.read_text()
+    results = collect([str(work_dirs)])
+    with pytest.raises(ValueError) as info:
+        update_results_files(results, str(readme), str(metafile),
+                             'CIFAR-100')
+    assert str(readme) in str(info.value) and 'header' in str(info.value)
+    assert (readme.read_text(), metafile.read_text()) == before
+
+    shutil.copy(CIFAR100 / 'README.md', readme)
+    metafile.write_text('Models: []\n')
+    with pytest.raises(ValueError, match=f'no model {DKDLOCA} with Results'):
+        update_results_files(results, str(readme), str(metafile),
+                             'CIFAR-100')
+    assert readme.read_text() == (CIFAR100 / 'README.md').read_text()
+
+    # A LoCa result the README does not link.
+    lines = [line for line in (CIFAR100 / 'README.md').read_text().split(
+        '\n') if not line.startswith('| resnet56 -> resnet20')]
+    readme.write_text('\n'.join(lines))
+    with pytest.raises(ValueError, match=f'links no config {LOCA}'):
+        update_readme(str(readme), results)
+
+
+def test_cli_prints_writes_and_keeps_existing_out(work_dirs, tmp_path,
+                                                  capsys, monkeypatch):
+    out = tmp_path / 'table.md'
+    argv = ['collect_results.py', str(work_dirs / LOCA), str(work_dirs / KD),
+            '--out', str(out)]
+    monkeypatch.setattr(sys, 'argv', argv)
+    tool = str(REPO / 'tools/analysis_tools/collect_results.py')
+    runpy.run_path(tool, run_name='__main__')
+    printed = capsys.readouterr().out
+    assert printed == out.read_text()
+    assert len(printed.splitlines()) == 4  # header, ---, 2 configs
+    with pytest.raises(SystemExit, match=f'{out} exists; pass --force'):
+        runpy.run_path(tool, run_name='__main__')
