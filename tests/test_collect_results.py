@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from loca_mm.utils.results import (collect, markdown_table, read_run,
-                                   update_readme, update_results_files)
+                                   update_results_files)
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR100 = REPO / 'configs' / 'distill' / 'cifar100'
@@ -154,8 +154,16 @@ def table_cells(readme: Path) -> list:
             for line in lines[start:start + 13]]
 
 
+def copied_config_folder(tmp_path):
+    """README.md and metafile.yml at the repository's relative place, so
+    the table's config links come out as in the real README."""
+    folder = tmp_path / 'configs' / 'distill' / 'cifar100'
+    folder.mkdir(parents=True)
+    return folder / 'README.md', folder / 'metafile.yml'
+
+
 def test_update_fills_loca_columns_only(work_dirs, tmp_path):
-    readme, metafile = tmp_path / 'README.md', tmp_path / 'metafile.yml'
+    readme, metafile = copied_config_folder(tmp_path)
     shutil.copy(CIFAR100 / 'README.md', readme)
     shutil.copy(CIFAR100 / 'metafile.yml', metafile)
     before_cells = table_cells(readme)
@@ -174,10 +182,9 @@ def test_update_fills_loca_columns_only(work_dirs, tmp_path):
     assert after_cells[resnet56][0] == 'resnet56 -> resnet20'
     assert after_cells[vgg13][0] == 'vgg13 -> vgg8'
     assert changed == {(resnet56, loca), (vgg13, dkdloca)}
-    assert after_cells[resnet56][loca] == \
-        '71.58 ± 0.80 (last 70.25 ± 0.90, 3 seeds)'
-    assert after_cells[vgg13][dkdloca] == \
-        '74.75 ± 1.06 (last 73.75 ± 0.35, 2 seeds)'
+    # The table shows the best-epoch mean the metafile now holds.
+    assert after_cells[resnet56][loca] == '71.58'
+    assert after_cells[vgg13][dkdloca] == '74.75'
     # The text outside the table is as it was.
     old_text = (CIFAR100 / 'README.md').read_text().splitlines()
     new_text = readme.read_text().splitlines()
@@ -191,7 +198,6 @@ def test_update_fills_loca_columns_only(work_dirs, tmp_path):
         'Metrics': {'Top 1 Accuracy': 71.58}}]
     assert models[DKDLOCA]['Results'][0]['Metrics'] == {
         'Top 1 Accuracy': 74.75}
-    assert 'trained, 3 seeds' in models[LOCA]['Metadata']['Status']
     # KD's own result is only printed: its published column and metafile
     # entry are unchanged, as is every other model.
     for entry, old in zip(after_meta['Models'], before_meta['Models']):
@@ -200,36 +206,30 @@ def test_update_fills_loca_columns_only(work_dirs, tmp_path):
         else:
             assert entry['Metadata']['Published Top 1 Accuracy'] == \
                 old['Metadata']['Published Top 1 Accuracy']
-    assert after_meta['Collections'] == before_meta['Collections']
+    assert after_meta.keys() == before_meta.keys()
 
 
 def test_update_refuses_an_unknown_layout_and_writes_nothing(
         work_dirs, tmp_path):
-    readme, metafile = tmp_path / 'README.md', tmp_path / 'metafile.yml'
+    readme, metafile = copied_config_folder(tmp_path)
     readme.write_text((CIFAR100 / 'README.md').read_text().replace(
-        '| LoCa | DKD+LoCa |', '| LoCa (ours) | DKD+LoCa |'))
+        '<!-- ', '<!- '))  # the table markers broken
     shutil.copy(CIFAR100 / 'metafile.yml', metafile)
     before = readme.read_text(), metafile.read_text()
     results = collect([str(work_dirs)])
     with pytest.raises(ValueError) as info:
         update_results_files(results, str(readme), str(metafile),
                              'CIFAR-100')
-    assert str(readme) in str(info.value) and 'header' in str(info.value)
+    assert str(readme) in str(info.value)
     assert (readme.read_text(), metafile.read_text()) == before
 
     shutil.copy(CIFAR100 / 'README.md', readme)
     metafile.write_text('Models: []\n')
-    with pytest.raises(ValueError, match=f'no model {DKDLOCA} with Results'):
+    with pytest.raises(ValueError, match=f'no model {DKDLOCA} in collection'):
         update_results_files(results, str(readme), str(metafile),
                              'CIFAR-100')
     assert readme.read_text() == (CIFAR100 / 'README.md').read_text()
-
-    # A LoCa result the README does not link.
-    lines = [line for line in (CIFAR100 / 'README.md').read_text().split(
-        '\n') if not line.startswith('| resnet56 -> resnet20')]
-    readme.write_text('\n'.join(lines))
-    with pytest.raises(ValueError, match=f'links no config {LOCA}'):
-        update_readme(str(readme), results)
+    assert metafile.read_text() == 'Models: []\n'
 
 
 def test_cli_prints_writes_and_keeps_existing_out(work_dirs, tmp_path,

@@ -14,6 +14,8 @@ and CRD tables report the best) as mean and sample standard deviation.
 """
 import json
 import math
+import os
+import os.path as osp
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 from mmengine.config import Config
+
+from .metafile import replace_table, results_table
 
 STUDENT_KEY = 'accuracy/top1'
 TEACHER_KEY = 'teacher/accuracy/top1'
@@ -211,16 +215,7 @@ def markdown_table(results: Sequence[ConfigResult]) -> str:
 
 # The README's results table and the columns the collector fills; the other
 # columns are published numbers and are never written.
-README_HEADER = ('| Teacher -> student | Teacher | Student | KD | DKD | LoCa '
-                 '| DKD+LoCa | Configs |')
 FILLED_COLLECTIONS = ('LoCa', 'DKD+LoCa')
-
-
-def result_cell(result: ConfigResult) -> str:
-    """A README cell: the best-epoch top-1 (as the published columns), then
-    the last epoch's and the number of seeds."""
-    return (f'{result.best} (last {result.last}, '
-            f'{result.best.n} seed{"s" * (result.best.n > 1)})')
 
 
 def metafile_results(result: ConfigResult, dataset: str) -> list:
@@ -239,50 +234,6 @@ def _layout_error(path: str, problem: str) -> ValueError:
                       'layout of configs/distill/cifar100 and writes nothing')
 
 
-def update_readme(readme: str, results: Sequence[ConfigResult]) -> str:
-    """The text of ``readme`` with the LoCa and DKD+LoCa cells of the
-    results table set from ``results``; other cells are kept.
-
-    Raises:
-        ValueError: no results table with the expected header, a row of
-            another width, or a LoCa / DKD+LoCa result whose config the
-            table does not link.
-    """
-    with open(readme) as f:
-        lines = f.read().split('\n')
-    if README_HEADER not in lines:
-        raise _layout_error(readme,
-                            f'no results table with header {README_HEADER}')
-    header = [c.strip() for c in README_HEADER.strip('|').split('|')]
-    start = lines.index(README_HEADER) + 2  # past the --- line
-    # config name -> (line index, column index)
-    cells = {}
-    for i in range(start, len(lines)):
-        if not lines[i].startswith('|'):
-            break
-        row = [c.strip() for c in lines[i].strip().strip('|').split('|')]
-        if len(row) != len(header):
-            raise _layout_error(readme, f'line {i + 1} has {len(row)} cells, '
-                                f'the header {len(header)}')
-        for column in FILLED_COLLECTIONS:
-            for link in row[-1].split(') ['):
-                label, _, target = link.strip('[)').partition('](')
-                if label == column:
-                    cells[Path(target).stem] = (i, header.index(column))
-    for result in results:
-        if not _is_filled(result.config):
-            continue
-        if result.config not in cells:
-            raise _layout_error(
-                readme, f'the results table links no config '
-                f'{result.config}')
-        i, column = cells[result.config]
-        row = [c.strip() for c in lines[i].strip().strip('|').split('|')]
-        row[column] = result_cell(result)
-        lines[i] = '| ' + ' | '.join(row) + ' |'
-    return '\n'.join(lines)
-
-
 def _is_filled(config: str) -> bool:
     """Whether the collector writes ``config``'s results (LoCa, DKD+LoCa)."""
     return config.startswith(('loca_', 'dkdloca_'))
@@ -297,16 +248,16 @@ class _IndentedDumper(yaml.SafeDumper):
 
 def update_metafile(metafile: str, results: Sequence[ConfigResult],
                     dataset: str) -> str:
-    """The text of ``metafile`` with ``Results`` (and ``Metadata.Status``)
-    of the LoCa and DKD+LoCa models set from ``results``.
+    """The text of ``metafile`` with ``Results`` of the LoCa and DKD+LoCa
+    models set from ``results`` (added where a model has none yet).
 
-    Only those models' ``Results:`` and ``Status:`` lines change; the file
-    is parsed again afterwards to check that nothing else did.
+    Only those models' ``Results`` change; the file is parsed again
+    afterwards to check that nothing else did.
 
     Raises:
-        ValueError: not a ``Collections``/``Models`` metafile, a result
-            whose config has no model in a LoCa collection, or a model
-            block the updater cannot rewrite in place.
+        ValueError: not a ``Models`` metafile, a result whose config has no
+            model in a LoCa collection, or a model block the updater cannot
+            rewrite in place.
     """
     with open(metafile) as f:
         text = f.read()
@@ -322,32 +273,26 @@ def update_metafile(metafile: str, results: Sequence[ConfigResult],
             continue
         model = models.get(result.config)
         if model is None or model.get('In Collection') not in \
-                FILLED_COLLECTIONS or 'Results' not in model:
+                FILLED_COLLECTIONS:
             raise _layout_error(
-                metafile, f'no model {result.config} with Results in '
-                f'collection {" or ".join(FILLED_COLLECTIONS)}')
+                metafile, f'no model {result.config} in collection '
+                f'{" or ".join(FILLED_COLLECTIONS)}')
         new_results = metafile_results(result, dataset)
-        status = (f'trained, {result.best.n} seeds; Results hold the '
-                  f'best-epoch top-1 mean (std {result.best.std:.2f}); '
-                  f'last epoch {result.last}')
-        _replace_model_entries(lines, metafile, result.config,
-                               new_results, status)
+        _replace_results(lines, metafile, result.config, new_results)
         for entry in expected['Models']:
             if entry.get('Name') == result.config:
                 entry['Results'] = new_results
-                if 'Status' in entry.get('Metadata', {}):
-                    entry['Metadata']['Status'] = status
     updated = '\n'.join(lines)
     if yaml.safe_load(updated) != expected:
         raise _layout_error(metafile, 'an in-place edit changed more than '
-                            'Results and Status')
+                            'Results')
     return updated
 
 
-def _replace_model_entries(lines: List[str], metafile: str, name: str,
-                           results: list, status: str) -> None:
-    """Rewrite the ``Results:`` block and ``Status:`` line of the model
-    ``name`` in the metafile's ``lines``."""
+def _replace_results(lines: List[str], metafile: str, name: str,
+                     results: list) -> None:
+    """Set the ``Results:`` block of the model ``name`` in the metafile's
+    ``lines``, adding it at the end of the model's block if it has none."""
     starts = [i for i, line in enumerate(lines)
               if line.strip() == f'- Name: {name}']
     if len(starts) != 1:
@@ -359,23 +304,26 @@ def _replace_model_entries(lines: List[str], metafile: str, name: str,
     while end < len(lines) and (not lines[end].strip() or len(
             lines[end]) - len(lines[end].lstrip()) > item_indent):
         end += 1
-    for i in range(begin + 1, end):
-        if lines[i].lstrip().startswith('Status:'):
-            lead = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
-            lines[i] = f'{lead}Status: {json.dumps(status)}'
+    while end > begin + 1 and not lines[end - 1].strip():
+        end -= 1  # blank lines after the block stay where they are
     keys = [
         i for i in range(begin + 1, end)
         if lines[i].lstrip().startswith('Results:')
     ]
-    if len(keys) != 1:
-        raise _layout_error(metafile, f'model {name} has no Results key')
-    key = keys[0]
-    indent = len(lines[key]) - len(lines[key].lstrip())
-    stop = key + 1
-    # The old value: deeper lines, or list items at the key's indentation.
-    while stop < end and (len(lines[stop]) - len(lines[stop].lstrip()) >
-                          indent or lines[stop].lstrip().startswith('- ')):
-        stop += 1
+    if len(keys) > 1:
+        raise _layout_error(metafile, f'model {name} has two Results keys')
+    indent = item_indent + 2
+    if keys:
+        key = keys[0]
+        indent = len(lines[key]) - len(lines[key].lstrip())
+        stop = key + 1
+        # The old value: deeper lines, or list items at the key's indent.
+        while stop < end and (len(lines[stop]) - len(lines[stop].lstrip())
+                              > indent or
+                              lines[stop].lstrip().startswith('- ')):
+            stop += 1
+    else:
+        key = stop = end
     dumped = yaml.dump({'Results': results},
                        Dumper=_IndentedDumper,
                        sort_keys=False,
@@ -388,12 +336,24 @@ def _replace_model_entries(lines: List[str], metafile: str, name: str,
 
 def update_results_files(results: Sequence[ConfigResult], readme: str,
                          metafile: str, dataset: str) -> None:
-    """Write the LoCa and DKD+LoCa results into ``readme`` and ``metafile``;
-    both are checked before either is written."""
-    texts = {
-        readme: update_readme(readme, results),
-        metafile: update_metafile(metafile, results, dataset)
-    }
-    for path, text in texts.items():
-        with open(path, 'w') as f:
-            f.write(text)
+    """Write the LoCa and DKD+LoCa results into ``metafile`` and render
+    ``readme``'s table from it; both are checked before either is written.
+    """
+    metafile_text = update_metafile(metafile, results, dataset)
+    # results_table reads a file and resolves config links from its folder:
+    # render from the updated text staged beside the metafile.
+    staged = osp.join(osp.dirname(osp.abspath(metafile)),
+                      f'.{osp.basename(metafile)}.staged')
+    try:
+        with open(staged, 'w') as f:
+            f.write(metafile_text)
+        table = results_table(staged)
+    finally:
+        if osp.exists(staged):
+            os.remove(staged)
+    with open(readme, encoding='utf-8') as f:
+        readme_text = replace_table(f.read(), table, readme)
+    with open(metafile, 'w') as f:
+        f.write(metafile_text)
+    with open(readme, 'w', encoding='utf-8') as f:
+        f.write(readme_text)
