@@ -8,7 +8,8 @@ Hugging Face, Lightning, a hand-written one). The mmrazor losses in
 * :mod:`.calibration`: LoCa's rule on a probability vector
   (:func:`loca_calibrate`), its factor ``s`` and the modes.
 * :mod:`.teacher`: the calibrated teacher as log-probabilities
-  (:func:`loca_log_probs`), for any divergence.
+  (:func:`loca_log_probs`), for any divergence, and as logits
+  (:func:`loca_calibrated_logits`), for any logit loss.
 * :mod:`.kd`, :mod:`.dkd`: KD and DKD towards the calibrated teacher, with
   closed-form student gradients.
 * :mod:`.chunked`: any of the losses over chunks of samples (LLM vocabularies).
@@ -24,6 +25,7 @@ from .kd import loca_kd_loss
 from .result import DistillLoss
 from .stats import calibration_counts, calibration_summary
 from .teacher import CalibratedLogProbs, loca_log_probs
+from .teacher import CalibratedLogits, loca_calibrated_logits
 
 __all__ = [
     'CALIBRATION_MODES', 'CalibratedTarget', 'CalibratedLogProbs',
@@ -32,3 +34,4 @@ __all__ = [
     'chunked_distill_loss', 'dkd_loss', 'loca_calibrate', 'loca_kd_loss',
     'loca_log_probs', 'prepare_targets'
 ]
+__all__ += ['CalibratedLogits', 'loca_calibrated_logits']
