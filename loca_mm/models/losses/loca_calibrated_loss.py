@@ -31,8 +31,8 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
     :func:`loca_mm.functional.loca_calibrated_logits`, whose softmax at
     ``tau`` is LoCa's ``q``. With mmrazor's ``KLDivergence`` at the same
     ``tau`` this is :class:`LoCaLoss`; with ``DKDLoss`` it is DKD+LoCa
-    (mmrazor's DKD, which sums over the batch); with ``DISTLoss`` or
-    ``WSLD`` it is DIST+LoCa or WSLD+LoCa.
+    (:class:`DKDLoCaLoss` without warm-up); with ``DISTLoss`` or ``WSLD``
+    it is DIST+LoCa or WSLD+LoCa.
 
     **One temperature.** ``softmax(z' / tau) == q`` holds at the
     calibration's ``tau`` only, so the inner loss must soften at that same
