@@ -45,9 +45,10 @@ STUDENT_CONFIG = VANILLA + 'convnet16x32_1xb128_fashion_mnist.py'
 TEACHER_CONFIG = VANILLA + 'convnet32x64_1xb128_fashion_mnist.py'
 LOSS = 'model.distiller.distill_losses.loss_distill.'
 
-# The per-run budget of the students (the configs' 10,000 images would take
-# twice as long): the first 5,000 training images, the configs' 3 epochs.
-STUDENT_DATA = ('train_dataloader.dataset.indices=5000', )
+# The per-run budget of the students, to fit the study on a shared 2-core
+# machine: the first 2,000 training images (the configs have 10,000), the
+# configs' 3 epochs.
+STUDENT_IMAGES = 2000
 # The larger teacher network: twice the channels of convnet32x64, as
 # overrides of a classifier config's model (prefix ``model.``) or of a
 # distillation config's teacher (``model.teacher.``).
@@ -108,10 +109,12 @@ METHODS: Dict[str, Method] = {
     'distloca':
     Method('DIST+LoCa (wrong, alpha 0.9)', DISTILL + 'distloca_' + PAIR),
 }
-# Ordered from the best teacher to the worst (as measured in the study).
+# The same network (convnet32x64, or the larger one) trained for different
+# lengths on different amounts of data, from the best teacher to the worst.
 TEACHERS: Dict[str, Teacher] = {
     'large-memorized':
-    Teacher('larger net, the students\' 5k images, 8 epochs',
+    Teacher('larger net, the first 5k images (the students\' among them), '
+            '8 epochs',
             options=('train_dataloader.dataset.indices=5000', *_epochs(8),
                      *LARGE_TEACHER),
             network=LARGE_NETWORK),
@@ -121,9 +124,9 @@ TEACHERS: Dict[str, Teacher] = {
             network=LARGE_NETWORK),
     'strong':
     Teacher('60k images, 2 epochs'),
-    'last-10k':
-    Teacher('last 10k images, 1 epoch',
-            options=('train_dataloader.dataset.indices=-10000', *_epochs(1))),
+    'good':
+    Teacher('last 20k images, 1 epoch',
+            options=('train_dataloader.dataset.indices=-20000', *_epochs(1))),
     'weak':
     Teacher('last 5k images, 1 epoch',
             VANILLA + 'convnet32x64_1xb128-5k-1e_fashion_mnist.py'),
@@ -134,6 +137,10 @@ TEACHERS: Dict[str, Teacher] = {
     Teacher('last 1k images, 1 epoch',
             options=('train_dataloader.dataset.indices=-1000', *_epochs(1))),
 }
+# The study's teachers by default ('strong', the earlier study's teacher A,
+# costs as much as all the others together).
+STUDY_TEACHERS = ('large-memorized', 'large', 'good', 'weak', 'last-1k',
+                  'last-1k-1e')
 # The config whose data the mis-instruction rate is measured on: the
 # students' training subset through the training pipeline.
 MISINSTRUCTION_CONFIG = DISTILL + 'loca_' + PAIR
@@ -168,9 +175,12 @@ def initial_student(work_root: str, seed: int) -> str:
     return osp.join(work_root, 'init', f'student_seed{seed}.pth')
 
 
-def build_tasks(teachers: Sequence[str], methods: Sequence[str],
-                seeds: Sequence[int], work_root: str,
-                options: Sequence[str] = ()) -> List[Task]:
+def build_tasks(teachers: Sequence[str],
+                methods: Sequence[str],
+                seeds: Sequence[int],
+                work_root: str,
+                options: Sequence[str] = (),
+                student_images: int = STUDENT_IMAGES) -> List[Task]:
     """The study's tasks, teachers first so that students can start.
 
     Args:
@@ -178,7 +188,13 @@ def build_tasks(teachers: Sequence[str], methods: Sequence[str],
         seeds: the students' seeds.
         work_root (str): parent of the tasks' work directories.
         options: ``key=value`` overrides for every run, after the study's.
+        student_images (int): the students train on the first this many
+            training images, on which the mis-instruction is measured too.
     """
+    if student_images < 1:
+        raise ValueError(
+            f'student_images must be >= 1, got {student_images!r}')
+    student_data = f'train_dataloader.dataset.indices={student_images}'
     for name, known, what in ((teachers, TEACHERS, 'teacher'),
                               (methods, METHODS, 'method')):
         unknown = [n for n in name if n not in known]
@@ -201,7 +217,7 @@ def build_tasks(teachers: Sequence[str], methods: Sequence[str],
                 'misinstruction',
                 MISINSTRUCTION_CONFIG,
                 osp.join(root, f'misinstruction_{name}'), [
-                    *STUDENT_DATA,
+                    student_data,
                     *(f'model.teacher.{o}' for o in TEACHERS[name].network),
                     *options
                 ],
@@ -213,7 +229,7 @@ def build_tasks(teachers: Sequence[str], methods: Sequence[str],
         init = initial_student(root, seed)
         for method_name in methods:
             method = METHODS[method_name]
-            seeded = [f'randomness.seed={seed}', *STUDENT_DATA,
+            seeded = [f'randomness.seed={seed}', student_data,
                       *method.options]
             if method_name == 'student':
                 tasks.append(
@@ -284,14 +300,15 @@ def save_initial_student(seed: int, path: str) -> None:
                path)
 
 
-def _evaluate(model, dataloader) -> dict:
-    """Top-1, ECE and NLL of an mmpretrain classifier on a dataloader."""
+def _evaluate(model, preprocessor, dataloader) -> dict:
+    """Top-1, ECE and NLL of an mmpretrain classifier on a dataloader,
+    its images prepared by ``preprocessor``."""
     import torch
     logits, labels = [], []
     model.eval()
     with torch.no_grad():
         for data_batch in dataloader:
-            data = model.data_preprocessor(data_batch, False)
+            data = preprocessor(data_batch, False)
             logits.append(model(data['inputs'], mode='tensor'))
             labels.append(
                 torch.cat([s.gt_label for s in data['data_samples']]))
@@ -331,7 +348,10 @@ def _train(task: Task) -> dict:
     runner.train()
     model = runner.model
     network = model.architecture if task.kind == 'distill' else model
-    result = _evaluate(network, Runner.build_dataloader(cfg.test_dataloader))
+    # A distillation model normalises the images before the student sees
+    # them; the student's own preprocessor is the identity there.
+    result = _evaluate(network, model.data_preprocessor,
+                       Runner.build_dataloader(cfg.test_dataloader))
     if task.kind == 'teacher':
         torch.save({'state_dict': network.state_dict()},
                    osp.join(task.work_dir, 'teacher.pth'))
@@ -580,7 +600,8 @@ def run(teachers: Sequence[str],
         work_root: str,
         jobs: int = 2,
         reuse: bool = False,
-        options: Sequence[str] = ()) -> dict:
+        options: Sequence[str] = (),
+        student_images: int = STUDENT_IMAGES) -> dict:
     """Run a study and return its summary (see :func:`aggregate`).
 
     Args:
@@ -592,11 +613,14 @@ def run(teachers: Sequence[str],
             options. Defaults to False.
         options: ``key=value`` overrides for every run (after the study's),
             e.g. a smaller schedule for a smoke test.
+        student_images (int): the students' training images (the first
+            ones). Defaults to :data:`STUDENT_IMAGES`.
     """
     if jobs < 1:
         raise ValueError(f'jobs must be >= 1, got {jobs!r}')
     start = time.time()
-    tasks = build_tasks(teachers, methods, seeds, work_root, options)
+    tasks = build_tasks(teachers, methods, seeds, work_root, options,
+                        student_images)
     for seed in seeds:
         init = initial_student(osp.abspath(work_root), seed)
         if not (reuse and osp.exists(init)):
@@ -604,5 +628,6 @@ def run(teachers: Sequence[str],
     results = run_tasks(tasks, jobs, reuse)
     summary = aggregate(teachers, methods, seeds, tasks, results)
     summary.update(options=list(options),
+                   student_images=student_images,
                    wall_seconds=round(time.time() - start, 1))
     return summary

@@ -3,7 +3,7 @@ method, over paired seeds (:mod:`loca_mm.studies.fashion_mnist`).
 
     python tools/benchmark/accuracy_fashion_mnist.py [--seeds 0 1 2]
         [--teachers strong weak ...] [--methods student kd loca ...]
-        [--jobs 2] [--out-dir DIR] [--work-root DIR] [--reuse]
+        [--student-images N] [--jobs 2] [--out-dir DIR] [--work-root DIR] [--reuse]
         [--title T] [--cfg-options k=v ...]
 
 Outputs in ``--out-dir``: ``results.json`` (every run and the aggregates),
@@ -34,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--teachers',
         nargs='+',
         choices=list(study.TEACHERS),
-        default=list(study.TEACHERS))
+        default=list(study.STUDY_TEACHERS))
     parser.add_argument(
         '--methods',
         nargs='+',
@@ -43,6 +43,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             'student', 'kd', 'loca', 'loca-margin-0.7', 'dkd', 'dkdloca',
             'dist', 'distloca'
         ])
+    parser.add_argument(
+        '--student-images',
+        type=int,
+        default=study.STUDENT_IMAGES,
+        help='the students train on the first N training images')
     parser.add_argument(
         '--jobs',
         type=int,
@@ -65,8 +70,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=[],
         help='key=value overrides for every run')
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    for name in ('jobs', 'student_images'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
+                         f'{getattr(args, name)}')
     return args
 
 
@@ -74,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     summary = study.run(args.teachers, args.methods, args.seeds,
                         args.work_root, args.jobs, args.reuse,
-                        args.cfg_options)
+                        args.cfg_options, args.student_images)
     print('\n' + write_report(summary, args.out_dir, args.title))
     print(f"{len(summary['runs'])} runs in {summary['wall_seconds']:.0f} s; "
           f'results in {args.out_dir}/')
