@@ -15,7 +15,7 @@ METHODS = {
     'dkd': 'DKD (beta 2)',
     'dkdloca': 'DKD+LoCa (wrong, alpha 0.9)',
 }
-TEACHERS = ('good', 'weak')
+TEACHERS = ('strong', 'weak')
 
 
 def test_demo_shows_both_teachers_side_by_side(tmp_path):

@@ -83,16 +83,15 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
                              f"{max(stat['values']):+.2f})")
             lines.append(f'| {GAIN_LABELS.get(name, name)} | ' +
                          ' | '.join(cells) + ' |')
-    if several:
-        for metric, what, digits in (('ece', 'expected calibration error '
-                                      '(%, 15 bins)', 2),
-                                     ('nll', 'test NLL (nats)', 3)):
-            lines += ['', f'Student {what}, {over}:', '']
-            lines += _header(teachers)
-            for method in teachers[0]['methods']:
-                row = [t['methods'][method] for t in teachers]
-                lines.append(f"| {row[0]['label']} | " + ' | '.join(
-                    _stat(m[metric], digits=digits) for m in row) + ' |')
+    for metric, what, digits in (('ece', 'expected calibration error '
+                                  '(%, 15 bins)', 2),
+                                 ('nll', 'test NLL (nats)', 3)):
+        lines += ['', f'Student {what}, {over}:', '']
+        lines += _header(teachers)
+        for method in teachers[0]['methods']:
+            row = [t['methods'][method] for t in teachers]
+            lines.append(f"| {row[0]['label']} | " + ' | '.join(
+                _stat(m[metric], digits=digits) for m in row) + ' |')
     fits = summary.get('fits') or {}
     if fits:
         lines += [
