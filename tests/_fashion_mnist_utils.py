@@ -1,9 +1,13 @@
 """Helpers for the Fashion-MNIST tests: a small data set in the IDX format
 and a teacher whose every prediction the test knows."""
 import gzip
+import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,6 +62,42 @@ def data_options(root: Path) -> list:
         f'{loader}.dataset.data_root={root}'
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
     ]
+
+
+def run_study_tool(script: Path, tmp_path: Path, *args) -> Tuple[str, dict]:
+    """Run the study's script or the demo at toy size: 64 training images
+    (labels 0..9 in turn), 10 test images, one epoch of batch 32 for every
+    run, output in ``tmp_path/out``, runs in ``tmp_path/work``.
+
+    Returns:
+        tuple: the script's stdout and its ``results.json``.
+    """
+    root = write_fashion_mnist(tmp_path / 'data',
+                               [i % 10 for i in range(64)], list(range(10)))
+    toy = [
+        *data_options(root), 'train_dataloader.batch_size=32',
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+        'param_scheduler.T_max=1', 'default_hooks.logger.interval=1'
+    ]
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(script), '--out-dir',
+            str(tmp_path / 'out'), '--work-root',
+            str(tmp_path / 'work'), '--jobs', '2', *args, '--cfg-options',
+            *toy
+        ],
+        cwd=REPO,
+        env={
+            **os.environ, 'PYTHONWARNINGS': 'ignore'
+        },
+        capture_output=True,
+        text=True,
+        timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + \
+        completed.stderr[-3000:]
+    with open(tmp_path / 'out' / 'results.json') as f:
+        return completed.stdout, json.load(f)
 
 
 def constant_teacher_logits(num_classes: int, predicted: int,

@@ -11,7 +11,8 @@ Hugging Face, Lightning, a hand-written one). The mmrazor losses in
 * :mod:`.calibration`: the modes, and LoCa's factor ``s`` as the fast
   losses compute it.
 * :mod:`.teacher`: the calibrated teacher as log-probabilities
-  (:func:`loca_log_probs`), for any divergence.
+  (:func:`loca_log_probs`), for any divergence, and as logits
+  (:func:`loca_calibrated_logits`), for any logit loss.
 * :mod:`.kd`, :mod:`.dkd`: KD and DKD towards the calibrated teacher, with
   closed-form student gradients.
 * :mod:`.divergences`: reverse KL, generalized JSD and skew KLs on the
@@ -35,6 +36,7 @@ from .reference import loca_calibrate
 from .result import DistillLoss
 from .stats import calibration_counts, calibration_summary
 from .teacher import CalibratedLogProbs, loca_log_probs
+from .teacher import CalibratedLogits, loca_calibrated_logits
 
 __all__ = [
     'CALIBRATION_MODES', 'CalibratedTarget', 'CalibratedLogProbs',
@@ -45,3 +47,4 @@ __all__ = [
     'DIVERGENCES', 'fused_linear_distill_loss', 'generalized_jsd_loss',
     'reverse_kl_loss', 'skew_kl_loss', 'skew_reverse_kl_loss'
 ]
+__all__ += ['CalibratedLogits', 'loca_calibrated_logits']

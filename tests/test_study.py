@@ -1,0 +1,130 @@
+"""The Fashion-MNIST study: its metrics against hand computations, and the
+curve script (tools/benchmark/accuracy_fashion_mnist.py) end to end at toy
+size."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import _fashion_mnist_utils as fm
+from loca_mm.studies import fashion_mnist as study
+from loca_mm.studies.metrics import (bootstrap_crossover,
+                                     classification_metrics, linear_fit)
+
+SCRIPT = fm.REPO / 'tools/benchmark/accuracy_fashion_mnist.py'
+
+
+def test_classification_metrics_match_a_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 10, generator=g) * 3
+    labels = torch.randint(0, 10, (500, ), generator=g)
+    probs = torch.softmax(logits.double(), -1).numpy()
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = predicted == labels.numpy()
+    ece = 0.0
+    for b in range(15):
+        low, high = b / 15, (b + 1) / 15
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() -
+                                       confidence[in_bin].mean())
+    nll = -np.log(probs[np.arange(500), labels.numpy()]).mean()
+    metrics = classification_metrics(logits, labels)
+    assert metrics['top1'] == pytest.approx(100 * correct.mean())
+    assert metrics['ece'] == pytest.approx(100 * ece, abs=1e-9)
+    assert metrics['nll'] == pytest.approx(nll, rel=1e-9)
+    # A confident, always-right classifier is calibrated only in the limit.
+    sure = classification_metrics(torch.eye(4) * 50, torch.arange(4))
+    assert sure['top1'] == 100 and sure['ece'] < 1e-12
+
+
+def test_fit_and_bootstrap_find_a_known_crossover():
+    rates = [5.0, 15.0, 25.0, 35.0]
+    # gain = 0.2 * (rate - 20) exactly on every seed: no uncertainty.
+    exact = [[0.2 * (r - 20)] * 3 for r in rates]
+    fit = linear_fit(rates, [v[0] for v in exact])
+    assert fit['slope'] == pytest.approx(0.2)
+    assert fit['crossover'] == pytest.approx(20.0)
+    assert fit['r2'] == pytest.approx(1.0)
+    boot = bootstrap_crossover(rates, exact, repeats=200)
+    assert boot['low'] == pytest.approx(20) == boot['high']
+    # Seed noise of +-0.5 points around the same line.
+    noisy = [[0.2 * (r - 20) + d for d in (-0.5, 0.0, 0.5)] for r in rates]
+    boot = bootstrap_crossover(rates, noisy, repeats=500)
+    assert boot['low'] < 20 < boot['high'] and boot['high'] - boot['low'] < 10
+    assert boot['opposite_slope'] == 0
+    with pytest.raises(ValueError, match='two distinct'):
+        linear_fit([1.0, 1.0], [0.0, 1.0])
+
+
+def test_every_teacher_and_method_has_its_config():
+    for entry in (*study.TEACHERS.values(), *study.METHODS.values()):
+        assert (fm.REPO / entry.config).is_file(), entry.config
+    with pytest.raises(ValueError, match='unknown teachers'):
+        study.build_tasks(['no-such'], ['kd'], [0], 'work')
+
+
+def test_curve_script_at_toy_size(tmp_path):
+    out, work = tmp_path / 'out', tmp_path / 'work'
+    stdout, results = fm.run_study_tool(
+        SCRIPT, tmp_path, '--seeds', '0', '1', '--teachers', 'large',
+        'weak', '--methods', 'student', 'kd', 'loca')
+    teachers = results['teachers']
+    assert list(teachers) == ['large', 'weak']
+    for name, teacher in teachers.items():
+        rate = teacher['misinstruction']['misinstruction_rate']
+        # The analysis saw the students' training images (all 64 here).
+        assert teacher['misinstruction']['num_samples'] == 64
+        assert teacher['misinstruction']['teacher_top1'] == \
+            pytest.approx(1 - rate)
+        assert f'<== [misinstruction {name}]' in stdout
+        for method in ('student', 'kd', 'loca'):
+            stats = teacher['methods'][method]
+            assert stats['top1']['n'] == 2
+            assert 0 <= stats['ece']['mean'] <= 100
+            assert stats['nll']['mean'] > 0
+        # The paired difference is the per-seed difference of the runs.
+        runs = results['runs']
+        per_seed = [
+            runs[f'loca {name} s{s}']['top1'] - runs[f'kd {name} s{s}']['top1']
+            for s in (0, 1)
+        ]
+        assert teacher['differences']['loca - kd']['values'] == \
+            pytest.approx(per_seed)
+        assert 0 <= runs[f'loca {name} s0']['loca_ratio_mean'] <= 1
+        assert teacher['teacher_minus_student'] == pytest.approx(
+            teacher['top1'] - teacher['methods']['student']['top1']['mean'])
+    # The larger teacher is the larger network, in training and distillation.
+    with open(work / 'teacher_large' / 'teacher.pth', 'rb') as f:
+        state = torch.load(f)['state_dict']
+    assert state['head.fc.weight'].shape == (10, 6272)
+    # Paired seeds: every method of a seed starts from the same student.
+    seed0, seed1 = (torch.load(work / 'init' / f'student_seed{s}.pth')
+                    ['state_dict'] for s in (0, 1))
+    weight = next(k for k in seed0 if k.endswith('weight'))
+    assert not torch.equal(seed0[weight], seed1[weight])
+
+    # The fit through the two teachers' mean gains, against both x axes.
+    fit = results['fits']['loca - kd']
+    gains = [teachers[t]['differences']['loca - kd']['mean'] for t in teachers]
+    for predictor, x in (
+        ('misinstruction_rate',
+         [100 * t['misinstruction']['misinstruction_rate']
+          for t in teachers.values()]),
+        ('teacher_minus_student',
+         [t['teacher_minus_student'] for t in teachers.values()])):
+        if len(set(x)) < 2:
+            continue
+        line = fit[predictor]
+        for xi, gain in zip(x, gains):
+            assert line['intercept'] + line['slope'] * xi == \
+                pytest.approx(gain, abs=1e-9)
+        if line['slope'] != 0:
+            assert line['crossover'] == pytest.approx(
+                -line['intercept'] / line['slope'])
+    table = (out / 'results.md').read_text()
+    assert '| LoCa − KD |' in table and 'crossover' in table
+    for name in ('results.png', 'gain_curve.png', 'accuracy_curve.png'):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert all(math.isfinite(r['seconds']) for r in runs.values())
