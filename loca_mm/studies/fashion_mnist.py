@@ -49,12 +49,14 @@ LOSS = 'model.distiller.distill_losses.loss_distill.'
 # machine: the first 2,000 training images (the configs have 10,000), the
 # configs' 3 epochs.
 STUDENT_IMAGES = 2000
-# The larger teacher network: twice the channels of convnet32x64, as
-# overrides of a classifier config's model (prefix ``model.``) or of a
-# distillation config's teacher (``model.teacher.``).
-LARGE_NETWORK = ('backbone.stage_channels=(64,128)',
-                 'head.in_channels=6272')
-LARGE_TEACHER = tuple(f'model.{o}' for o in LARGE_NETWORK)
+# The larger teacher network (configs/_base_/models/fashion_mnist/
+# convnet64x128.py): overrides of a classifier config's model for training
+# it, and the model file a distillation config's ``model.teacher`` refers to
+# (a ``cfg_path`` reference ignores key overrides the file already sets).
+LARGE_TEACHER = ('model.backbone.stage_channels=(64,128)',
+                 'model.head.in_channels=6272')
+LARGE_NETWORK = (
+    'cfg_path=loca_mm::_base_/models/fashion_mnist/convnet64x128.py', )
 
 
 @dataclass(frozen=True)
