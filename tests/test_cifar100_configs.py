@@ -79,7 +79,7 @@ def assert_refers_to(network: dict, name: str) -> None:
 
 
 def assert_cifar100_recipe(cfg: Config) -> None:
-    """What every CIFAR-100 config shares (REFERENCE.md's recipe)."""
+    """What every CIFAR-100 config shares (the published CRD/DKD recipe)."""
     assert cfg.train_dataloader.batch_size == 64
     assert cfg.train_dataloader.dataset.type == 'LocalCIFAR100'
     assert cfg.train_dataloader.dataset.data_root == 'data/cifar100'

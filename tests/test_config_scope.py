@@ -29,7 +29,9 @@ model = dict(
     architecture=dict(
         cfg_path='loca_mm::_base_/models/cifar100/resnet32.py',
         pretrained=False),
-    teacher_ckpt=None)
+    # The project builds the networks only: a random teacher on purpose.
+    teacher_ckpt=None,
+    allow_random_teacher=True)
 """
 CFG_PATH_ONLY = """
 custom_imports = dict(imports=['loca_mm'], allow_failed_imports=False)

@@ -48,6 +48,9 @@ val_dataloader = dict(dataset=dict(pipeline=_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(topk=(1, ))
 test_evaluator = val_evaluator
+# The ImageNet bases scale lr to the actual batch; this run keeps the
+# recipe's lr at its tiny batch so that it learns in 3 epochs.
+auto_scale_lr = dict(enable=False)
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 train_cfg = dict(max_epochs={epochs})
 default_hooks = dict(
@@ -226,9 +229,10 @@ def test_two_processes_use_gloo_and_run_to_the_end(runs):
 
 def test_only_rank_zero_writes_checkpoints(runs):
     written = (runs['two_dir'] / 'writes_rank0.txt').read_text().split()
-    assert [name for name in written if name.startswith('epoch_')] == [
-        f'epoch_{epoch}.pth' for epoch in range(1, EPOCHS + 1)
-    ]
+    # mmengine writes an epoch's checkpoint again after a new best score
+    # (so that it holds the score); every epoch is written, on rank 0 only.
+    assert sorted({name for name in written if name.startswith('epoch_')}) \
+        == [f'epoch_{epoch}.pth' for epoch in range(1, EPOCHS + 1)]
     assert not (runs['two_dir'] / 'writes_rank1.txt').exists()
 
 
@@ -412,8 +416,13 @@ def test_command_line_reaches_the_config(train_tool, monkeypatch):
                   'optim_wrapper.optimizer.lr=0.2')
     cfg = train_tool.merge_args(cfg, args)
     assert cfg.work_dir == './work_dirs/my_exp'
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    if torch.cuda.is_available():
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    else:  # CPU bfloat16 autocast, no loss scale
+        assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+        assert 'loss_scale' not in cfg.optim_wrapper
     assert cfg.auto_scale_lr.enable is True
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.optim_wrapper.optimizer.lr == 0.2

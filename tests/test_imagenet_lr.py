@@ -6,6 +6,7 @@ from mmengine.runner import Runner
 
 from _entrypoint_utils import (REPO, local_dataloaders, quiet_runner_reports,
                                write_imagenet_layout)
+from loca_mm.utils import resolve_model_config
 from mmpretrain.registry import MODELS as CLS_MODELS
 # The ImageNet config tests' parses, cached for the session.
 from test_imagenet_configs import CONFIGS, load_config
@@ -31,7 +32,8 @@ def test_one_process_trains_at_the_recipes_lr_per_image(tmp_path,
                           size=(40, 48))
     cfg = load_config(CONFIG)
     teacher = tmp_path / 'resnet34.pth'
-    teacher_model = CLS_MODELS.build(cfg.model.teacher)
+    teacher_model = CLS_MODELS.build(
+        resolve_model_config(cfg.model.teacher))
     torch.save({'state_dict': teacher_model.state_dict()}, teacher)
     cfg.train_dataloader.dataset.pipeline[1].scale = 32
     cfg.merge_from_dict({

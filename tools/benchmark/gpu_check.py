@@ -51,6 +51,7 @@ import torch
 from mmengine.config import Config
 
 from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
+from loca_mm.utils import resolve_model_config
 from loca_mm.utils.amp import amp_optim_wrapper
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -291,7 +292,7 @@ def cifar_config(work_dir: str,
 
 def save_random_teacher(cfg: Config, path: str) -> None:
     from mmpretrain.registry import MODELS
-    teacher = MODELS.build(cfg.model.teacher)
+    teacher = MODELS.build(resolve_model_config(cfg.model.teacher))
     torch.save({'state_dict': teacher.state_dict()}, path)
 
 
