@@ -34,8 +34,9 @@ visualizer = dict(
     type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 
 # mmengine prints the mean over the last 10 iterations for losses and times
-# but the latest value of other scalars; LoCa's per-batch calibration ratio
-# and scale are noisy enough to deserve the mean too.
+# but the latest value of other scalars. LoCaLossHook gives loca_ratio and
+# loca_scale one value per log entry (exact over the logged window), so the
+# mean over their history is that value.
 log_processor = dict(
     mean_pattern=r'.*(loss|time|data_time|grad_norm|loca_ratio|loca_scale).*')
 
