@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from .inputs import check_logits
+from .inputs import _log_softmax, _sample_weights, check_logits
 from .kd import loca_kd_loss
 from .result import DistillLoss
 from .teacher import loca_log_probs
@@ -80,17 +80,11 @@ def _divergence_loss(rows_fn: Callable[[Tensor, Tensor],
         calibrate,
         ignore_index=ignore_index,
         check_range=check_range)
-    num_classes = preds_S.shape[-1]
-    # float32 at least: exp and log of half-precision probabilities near 0
-    # or 1 over/underflow; float64 stays float64.
-    dtype = torch.promote_types(preds_S.dtype, torch.float32)
-    log_s = (preds_S.reshape(-1, num_classes).to(dtype) / tau).log_softmax(-1)
-    log_q = teacher.log_probs.reshape(-1, num_classes).to(dtype)
-    per_sample = rows_fn(log_s, log_q)
-    # Weights, not row selection: NaN in an ignored row stays visible, and
-    # an empty or fully ignored batch gives 0.
-    weights = teacher.valid / teacher.valid.sum().clamp_min(1)
-    loss = tau**2 * (per_sample * weights).sum()
+    log_s = _log_softmax(preds_S, tau)
+    log_q = teacher.log_probs.reshape(log_s.shape).to(log_s.dtype)
+    per_sample = rows_fn(log_s, log_q).unsqueeze(-1)
+    weights = _sample_weights(teacher.valid, ignore_index, tau, log_s.dtype)
+    loss = (per_sample * weights).sum()
     return DistillLoss(loss, teacher.scale, teacher.calibrated, teacher.valid)
 
 
