@@ -114,10 +114,9 @@ METHODS: Dict[str, Method] = {
 # The same network (convnet32x64, or the larger one) trained for different
 # lengths on different amounts of data, from the best teacher to the worst.
 TEACHERS: Dict[str, Teacher] = {
-    'large-memorized':
-    Teacher('larger net, the first 5k images (the students\' among them), '
-            '8 epochs',
-            options=('train_dataloader.dataset.indices=5000', *_epochs(8),
+    'memorized':
+    Teacher('larger net, the students\' 2k images only, 60 epochs',
+            options=('train_dataloader.dataset.indices=2000', *_epochs(60),
                      *LARGE_TEACHER),
             network=LARGE_NETWORK),
     'large':
@@ -141,7 +140,7 @@ TEACHERS: Dict[str, Teacher] = {
 }
 # The study's teachers by default ('strong', the earlier study's teacher A,
 # costs as much as all the others together).
-STUDY_TEACHERS = ('large-memorized', 'large', 'good', 'weak', 'last-1k',
+STUDY_TEACHERS = ('memorized', 'large', 'good', 'weak', 'last-1k',
                   'last-1k-1e')
 # The config whose data the mis-instruction rate is measured on: the
 # students' training subset through the training pipeline.
