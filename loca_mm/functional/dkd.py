@@ -9,8 +9,9 @@ from torch import Tensor
 
 from .calibration import (_loca_row_terms, _uncalibrated,
                           check_calibration_args)
-from .inputs import (_as_rows, _checked_targets, _compute_dtype, _kl_terms_,
-                     _refuse_labels, _sample_weights, _weighted_sum)
+from .inputs import (_as_rows, _checked_targets, _compute_dtype, _grad_factor,
+                     _kl_terms_, _number, _refuse_labels, _sample_weights,
+                     _weighted_sum)
 from .result import DistillLoss, _distill_result
 
 # Stands in for the label's logit in the softmax over non-target classes:
@@ -101,7 +102,7 @@ def dkd_loss(preds_S: Tensor,
         logits = torch.stack((_as_rows(preds_S, dtype),
                               _as_rows(preds_T, dtype)))
         if tau != 1.0:
-            logits.div_(tau)
+            logits.div_(_number(tau))
         index = labels.unsqueeze(-1)
         # One index for both: expand prepends the stacked dimension.
         both = index.expand(2, -1, -1)
@@ -140,12 +141,12 @@ def dkd_loss(preds_S: Tensor,
             # samples can be ignored). Built in the buffer of p': log_nt's
             # (2, M, C) buffer is freed on return, and only this (M, C)
             # one is kept for backward.
-            step = weights / tau
-            grad = teacher_nt.mul_(-nckd_weight * step).addcmul_(
-                student_nt,
-                gap_non_target.mul(tckd_weight * step).add_(
-                    nckd_weight * step))
-            grad.scatter_(-1, index, gap_y.mul_(tckd_weight * step))
+            nckd_step = _grad_factor(weights, tau, nckd_weight)
+            tckd_step = _grad_factor(weights, tau, tckd_weight)
+            grad = teacher_nt.mul_(_grad_factor(weights, tau, -nckd_weight))
+            grad.addcmul_(student_nt,
+                          gap_non_target.mul(tckd_step).add_(nckd_step))
+            grad.scatter_(-1, index, gap_y.mul_(tckd_step))
 
     def student_gradient(logits: Tensor) -> Tensor:
         # The gradient above without its teacher-only term -b * p'.

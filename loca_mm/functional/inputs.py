@@ -1,6 +1,7 @@
 """Input checks and the shared first steps of the distillation losses."""
 from __future__ import annotations
 
+import functools
 from typing import NoReturn, Optional
 
 import torch
@@ -163,6 +164,25 @@ def _compute_dtype(*logits: Tensor) -> torch.dtype:
     return dtype
 
 
+def _number(value: float) -> float | Tensor:
+    """``value`` as an operand of an operator on the logits.
+
+    An operator given a Python number wraps it in a new tensor on every
+    call, a few microseconds each: a measurable share of a loss call at small
+    N x C. A 0-dim CPU tensor, made once per value, combines with tensors of
+    any device and floating dtype exactly as the number does (cast to their
+    dtype) without that. Compiled, the number is a constant of the graph.
+    """
+    if torch.compiler.is_compiling():
+        return value
+    return _number_tensor(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _number_tensor(value: float) -> Tensor:
+    return torch.tensor(value, dtype=torch.float64)
+
+
 def _log_softmax(preds: Tensor,
                  tau: float,
                  dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -170,7 +190,7 @@ def _log_softmax(preds: Tensor,
     ``dtype`` (by default :func:`_compute_dtype` of ``preds``)."""
     logits = _as_rows(preds, dtype or _compute_dtype(preds))
     if tau != 1.0:
-        logits = logits / tau
+        logits = logits / _number(tau)
     return logits.log_softmax(-1)
 
 
@@ -214,4 +234,14 @@ def _weighted_sum(terms: Tensor, weights: float | Tensor) -> Tensor:
     (a number is applied to the sum, one multiplication of a scalar)."""
     if isinstance(weights, Tensor):
         return terms.mul_(weights).sum()
-    return terms.sum().mul_(weights)
+    return terms.sum().mul_(_number(weights))
+
+
+def _grad_factor(weights: float | Tensor,
+                 tau: float,
+                 coefficient: float = 1.0) -> float | Tensor:
+    """``coefficient * weights / tau``: a factor of the student gradient
+    w.r.t. the logits, for the weights of :func:`_sample_weights`."""
+    if isinstance(weights, Tensor):
+        return weights * (coefficient / tau)
+    return _number(coefficient * weights / tau)

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
-                     _refuse_labels, _sample_weights, _weighted_sum)
+from .inputs import (_checked_targets, _compute_dtype, _grad_factor,
+                     _log_softmax, _refuse_labels, _sample_weights,
+                     _weighted_sum)
 from .result import DistillLoss, _distill_result
 
 _INF = float('inf')
@@ -79,11 +80,12 @@ def loca_kd_loss(preds_S: Tensor,
         # That also zeroed the NaN of a student holding NaN (a teacher's
         # stays, in q); it must not become a finite loss. The maximum of
         # log_s is finite (<= 0) unless log_s holds NaN, so adding it times
-        # 0 changes nothing else.
-        loss = loss.add_(log_s.amax(), alpha=0.0)
+        # 0 changes nothing else (an empty batch has no maximum, nor NaN).
+        if log_s.numel():
+            loss = loss.add_(log_s.amax(), alpha=0.0)
         del log_q
         if needs_grad:
-            grad = log_s.exp_().sub_(q).mul_(weights / tau)
+            grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau))
 
     def student_gradient(logits: Tensor) -> Tensor:
         return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)
