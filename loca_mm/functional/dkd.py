@@ -10,8 +10,7 @@ from torch import Tensor
 from .calibration import (_loca_row_terms, _uncalibrated,
                           check_calibration_args)
 from .inputs import (_as_rows, _checked_targets, _compute_dtype, _grad_factor,
-                     _kl_terms_, _number, _refuse_labels, _sample_weights,
-                     _weighted_sum)
+                     _kl_terms_, _number, _refuse_labels, _sample_weights)
 from .result import DistillLoss, _distill_result
 
 # Stands in for the label's logit in the softmax over non-target classes:
@@ -84,7 +83,9 @@ def dkd_loss(preds_S: Tensor,
         tckd_weight (float): weight of TCKD (DKD's alpha). Defaults to 1.0.
         nckd_weight (float): weight of NCKD (DKD's beta). Defaults to 8.0.
         ignore_index (int, optional): label of samples left out of the mean.
-        check_range (bool): validate label values (a GPU synchronisation).
+        check_range (bool): refuse labels outside [0, C) (see
+            :func:`prepare_targets`; on CPU the loss's own gather finds
+            them, at no cost while they are fine).
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
@@ -123,16 +124,23 @@ def dkd_loss(preds_S: Tensor,
         log_q_binary, scale, calibrated = _loca_binary_(
             log_binary_T, binary_logits[1], alpha, calibrate)
         q_binary = log_q_binary.exp()
-        tckd = _weighted_sum(
-            _kl_terms_(log_q_binary - log_binary_S, q_binary), weights)
+        tckd = _kl_terms_(log_q_binary - log_binary_S, q_binary)
         log_nt_S, log_nt_T = log_nt
         teacher_nt = log_nt_T.exp()  # p'
-        nckd = _weighted_sum(
-            _kl_terms_(log_nt_T.sub_(log_nt_S), teacher_nt), weights)
+        nckd = _kl_terms_(log_nt_T.sub_(log_nt_S), teacher_nt)
+        # Per-sample weights weight each term; a number, the sum once.
+        sum_weight = weights
+        if isinstance(weights, Tensor):
+            tckd.mul_(weights)
+            nckd.mul_(weights)
+            sum_weight = 1.0
+        loss = tckd.sum()
         # Multiplying by 1 (DKD's usual TCKD weight) changes nothing.
         if tckd_weight != 1.0:
-            tckd = tckd.mul_(tckd_weight)
-        loss = tckd.add_(nckd, alpha=nckd_weight)
+            loss = loss.mul_(tckd_weight)
+        loss = loss.add_(nckd.sum(), alpha=nckd_weight)
+        if sum_weight != 1.0:
+            loss = loss.mul_(_number(sum_weight))
         if needs_grad:
             student_nt = log_nt_S.exp_()  # s'
             gap_y, gap_non_target = log_binary_S.exp().sub_(q_binary).split(

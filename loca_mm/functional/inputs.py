@@ -180,7 +180,10 @@ def _number(value: float) -> float | Tensor:
 
 @functools.lru_cache(maxsize=64)
 def _number_tensor(value: float) -> Tensor:
-    return torch.tensor(value, dtype=torch.float64)
+    # A normal tensor even if first asked for under inference mode: later
+    # autograd calls may save it for backward.
+    with torch.inference_mode(False):
+        return torch.tensor(value, dtype=torch.float64)
 
 
 def _log_softmax(preds: Tensor,

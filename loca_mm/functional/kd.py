@@ -45,7 +45,9 @@ def loca_kd_loss(preds_S: Tensor,
         alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
         ignore_index (int, optional): label of samples left out of the mean.
-        check_range (bool): validate label values (a GPU synchronisation).
+        check_range (bool): refuse labels outside [0, C) (see
+            :func:`prepare_targets`; on CPU the loss's own gather finds
+            them, at no cost while they are fine).
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.

@@ -127,7 +127,7 @@ class BaseCalibratedLoss(nn.Module):
     def _sum_pending(self) -> None:
         """Add the counts of the pending calls to ``calibration_totals``."""
         if self._pending:
-            details = (torch.cat(parts) for parts in zip(*self._pending))
+            details = [torch.cat(parts) for parts in zip(*self._pending)]
             self._pending.clear()
             self.calibration_totals.add_(calibration_counts_of(*details))
 
