@@ -180,3 +180,38 @@ def test_label_check_as_a_device_assertion(device_side_checks, loss_fn):
     labels[5] = -3
     with pytest.raises(RuntimeError, match=r'outside \[0, 9\)'):
         loss_fn(zs, zt, labels)
+
+
+@pytest.mark.parametrize('loss_fn', [LF.loca_kd_loss, LF.dkd_loss])
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('bad, ignore_index', [(9, None), (-1, None),
+                                               (12, -100), (-5, -100)])
+def test_label_check_on_the_host_names_the_label_in_every_mode(
+        loss_fn, mode, bad, ignore_index):
+    zs, zt, labels = batch(seed=9)
+    labels[0] = -100 if ignore_index is not None else labels[0]
+    labels[6] = bad
+    message = (rf'label {bad} is outside \[0, 9\) and is not ignore_index '
+               rf'\({ignore_index}\)')
+    with pytest.raises(ValueError, match=message):
+        loss_fn(zs, zt, labels, calibrate=mode, ignore_index=ignore_index)
+
+
+def test_label_check_reads_nothing_back_when_the_loss_indexes_labels(
+        monkeypatch):
+    """On CPU in eager mode, the losses that gather with the labels (KD with
+    calibration, DKD always) leave the check to that gather: labels in range
+    cost no host read; KD without calibration indexes nothing and checks on
+    the host."""
+    reads = []
+    real_int = torch.Tensor.__int__
+    monkeypatch.setattr(torch.Tensor, '__int__',
+                        lambda self: reads.append(1) or real_int(self))
+    zs, zt, labels = batch(seed=10)
+    for mode in MODES:
+        LF.dkd_loss(zs, zt, labels, calibrate=mode)
+    for mode in ('wrong', 'margin'):
+        LF.loca_kd_loss(zs, zt, labels, calibrate=mode, ignore_index=-100)
+    assert reads == []
+    LF.loca_kd_loss(zs, zt, labels, calibrate='none')
+    assert len(reads) == 2  # the minimum and maximum label

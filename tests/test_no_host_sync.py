@@ -10,6 +10,7 @@ from mmengine.logging import MessageHub
 from loca_mm import functional as LF
 from loca_mm.engine.hooks import publish_calibration_stats
 from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
+from loca_mm.models.losses.base_calibrated_loss import PENDING_CALLS
 
 # Every way a tensor value reaches Python.
 HOST_READS = [(torch.Tensor, name) for name in (
@@ -43,17 +44,16 @@ def batch(n=32, c=10, seed=0):
     return zs, zt, torch.randint(0, c, (n, ), generator=g)
 
 
-# On CPU eager the label check is a host comparison (no synchronisation
-# there, but a read): the training calls run without it. On CUDA and under
-# torch.compile the check is device-side.
+# Default flags (label check and statistics on): on CPU in eager mode the
+# label check is the loss's own gather, which fails for a bad label; on CUDA
+# and under torch.compile it is a device-side assertion.
 LOSSES = {
-    'loca_wrong': lambda: LoCaLoss(check_labels=False, loss_weight=0.5),
-    'loca_margin': lambda: LoCaLoss(calibrate='margin', check_labels=False),
-    'loca_ignore': lambda: LoCaLoss(check_labels=False, ignore_index=-100),
-    'dkd_wrong': lambda: DKDLoCaLoss(check_labels=False, tckd_weight=0.5),
-    'dkd_margin': lambda: DKDLoCaLoss(calibrate='margin', check_labels=False),
-    'dkd_warmup_iters': lambda: DKDLoCaLoss(check_labels=False,
-                                            warmup_iters=4),
+    'loca_wrong': lambda: LoCaLoss(loss_weight=0.5),
+    'loca_margin': lambda: LoCaLoss(calibrate='margin'),
+    'loca_ignore': lambda: LoCaLoss(ignore_index=-100),
+    'dkd_wrong': lambda: DKDLoCaLoss(tckd_weight=0.5),
+    'dkd_margin': lambda: DKDLoCaLoss(calibrate='margin'),
+    'dkd_warmup_iters': lambda: DKDLoCaLoss(warmup_iters=4),
 }
 
 
@@ -160,6 +160,30 @@ def test_published_window_is_exact_and_read_once(monkeypatch):
     assert 'train/loca_scale' not in hub.log_scalars
 
 
+@pytest.mark.parametrize('loss_type', [LoCaLoss, DKDLoCaLoss])
+def test_totals_stay_exact_over_many_batched_calls(loss_type):
+    """Eager calls are summed in batches of at most PENDING_CALLS: over
+    more calls than that, with batches of changing size, the totals are
+    still the counts of every sample, and no more calls wait."""
+    loss = loss_type(tau=2.0, ignore_index=-100)
+    loss.attach_runner(train_loop_by_epoch=False)
+    expected = [0.0, 0.0, 0.0]
+    for call in range(2 * PENDING_CALLS + 3):
+        zs, zt, y = batch(n=3 + call % 5, seed=call)
+        y[0] = -100 if call % 3 == 0 else y[0]
+        loss(zs, zt, y)
+        counts = reference_counts(zt, y, 2.0, 0.9, 'wrong', -100)
+        expected = [a + b for a, b in zip(expected, counts)]
+        assert len(loss._pending) < PENDING_CALLS
+    totals = loss.take_calibration_totals()
+    assert totals.tolist() == pytest.approx(expected, rel=1e-6)
+    assert not loss._pending
+    # A runner attached afresh starts a new window: nothing is carried.
+    loss(*batch(seed=99))
+    loss.attach_runner(train_loop_by_epoch=False)
+    assert loss.take_calibration_totals().tolist() == [0.0, 0.0, 0.0]
+
+
 def test_eval_mode_and_calibrate_none_accumulate_nothing():
     loss = LoCaLoss(check_labels=False)
     loss.attach_runner(train_loop_by_epoch=True)
@@ -185,9 +209,8 @@ def test_uncollected_statistics_warn_once():
 
 @pytest.mark.parametrize('loss_type', [LoCaLoss, DKDLoCaLoss])
 def test_compiled_training_step_is_one_graph_and_equals_eager(loss_type):
-    # check_labels=False until the functional label check is compile-aware.
-    eager = loss_type(check_labels=False, loss_weight=0.7)
-    compiled = loss_type(check_labels=False, loss_weight=0.7)
+    eager = loss_type(loss_weight=0.7)
+    compiled = loss_type(loss_weight=0.7)
     for loss in (eager, compiled):
         loss.attach_runner(train_loop_by_epoch=True)
 

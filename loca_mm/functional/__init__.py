@@ -34,13 +34,15 @@ from .inputs import check_logits, prepare_targets
 from .kd import loca_kd_loss
 from .reference import loca_calibrate
 from .result import DistillLoss
-from .stats import calibration_counts, calibration_summary
+from .stats import (calibration_counts, calibration_counts_of,
+                    calibration_summary)
 from .teacher import CalibratedLogProbs, loca_log_probs
 from .teacher import CalibratedLogits, loca_calibrated_logits
 
 __all__ = [
     'CALIBRATION_MODES', 'CalibratedTarget', 'CalibratedLogProbs',
-    'DistillLoss', 'calibration_counts', 'calibration_scale',
+    'DistillLoss', 'calibration_counts', 'calibration_counts_of',
+    'calibration_scale',
     'calibration_summary', 'check_calibration_args', 'check_logits',
     'chunked_distill_loss', 'dkd_loss', 'loca_calibrate', 'loca_kd_loss',
     'loca_log_probs', 'prepare_targets', 'reference',

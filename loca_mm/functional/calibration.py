@@ -33,6 +33,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .inputs import _number
+
 CALIBRATION_MODES = ('wrong', 'margin', 'none')
 
 
@@ -93,7 +95,8 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
     # is one-hot on the label. Such a sample is never calibrated (p_k < p_y,
     # and alpha * inf is not < 1), so where() drops the infinite factor.
-    scaled = (mass_non_target + p_k).reciprocal_().mul_(alpha)
+    scaled = torch.add(mass_non_target, p_k).reciprocal_().mul_(
+        _number(alpha))
     if calibrate == 'wrong':
         calibrated = p_k >= p_y
     else:  # 'margin'
@@ -132,6 +135,6 @@ def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
     # calibrated: 'wrong' needs 1 - p_y >= p_k >= p_y, 'margin'
     # 1 - p_y > alpha / 2. Uncalibrated samples keep q_y = p_y exactly.
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        p_y, log_p_k.exp_(), 1.0 - p_y, alpha, calibrate)
+        p_y, log_p_k.exp_(), torch.rsub(p_y, _number(1.0)), alpha, calibrate)
     log_p.add_(log_scale).scatter_(-1, index, log_q_y)
     return scale, calibrated

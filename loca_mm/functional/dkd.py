@@ -9,8 +9,8 @@ from torch import Tensor
 
 from .calibration import (_loca_row_terms, _uncalibrated,
                           check_calibration_args)
-from .inputs import (_checked_targets, _compute_dtype, _kl_terms_,
-                     _sample_weights)
+from .inputs import (_as_rows, _checked_targets, _compute_dtype, _grad_factor,
+                     _kl_terms_, _number, _refuse_labels, _sample_weights)
 from .result import DistillLoss, _distill_result
 
 # Stands in for the label's logit in the softmax over non-target classes:
@@ -83,14 +83,16 @@ def dkd_loss(preds_S: Tensor,
         tckd_weight (float): weight of TCKD (DKD's alpha). Defaults to 1.0.
         nckd_weight (float): weight of NCKD (DKD's beta). Defaults to 8.0.
         ignore_index (int, optional): label of samples left out of the mean.
-        check_range (bool): validate label values (a GPU synchronisation).
+        check_range (bool): refuse labels outside [0, C) (see
+            :func:`prepare_targets`; on CPU the loss's own gather finds
+            them, at no cost while they are fine).
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(alpha, tau, calibrate)
     labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
-                                     check_range)
+                                     check_range, gathers_labels=True)
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
     num_classes = preds_S.shape[-1]
     dtype = _compute_dtype(preds_S, preds_T)
@@ -98,13 +100,19 @@ def dkd_loss(preds_S: Tensor,
         weights = _sample_weights(valid, ignore_index, tau, dtype)
         # Student (0) and teacher (1) stacked: every step below is one
         # operator call for both, which is what costs at small N x C.
-        logits = torch.stack((preds_S.reshape(-1, num_classes),
-                              preds_T.reshape(-1, num_classes))).to(dtype)
+        logits = torch.stack((_as_rows(preds_S, dtype),
+                              _as_rows(preds_T, dtype)))
         if tau != 1.0:
-            logits.div_(tau)
-        index = labels.view(1, -1, 1).expand(2, -1, -1)
-        logit_y = logits.gather(-1, index)
-        log_nt = logits.scatter_(-1, index, _EXCLUDED_LOGIT).log_softmax(-1)
+            logits.div_(_number(tau))
+        index = labels.unsqueeze(-1)
+        # One index for both: expand prepends the stacked dimension.
+        both = index.expand(2, -1, -1)
+        try:
+            logit_y = logits.gather(-1, both)
+        except RuntimeError as error:  # it checks the labels
+            _refuse_labels(error, preds_S, target, labels, ignore_index,
+                           check_range)
+        log_nt = logits.scatter_(-1, both, _EXCLUDED_LOGIT).log_softmax(-1)
         # [target, non-target] logits relative to the largest non-target
         # logit z_k: [z_y - z_k, log-sum-exp of the non-targets - z_k], the
         # latter minus z_k's log-share of the non-target softmax.
@@ -116,33 +124,46 @@ def dkd_loss(preds_S: Tensor,
         log_q_binary, scale, calibrated = _loca_binary_(
             log_binary_T, binary_logits[1], alpha, calibrate)
         q_binary = log_q_binary.exp()
-        tckd = _kl_terms_(log_q_binary - log_binary_S, q_binary).sum(-1, True)
+        tckd = _kl_terms_(log_q_binary - log_binary_S, q_binary)
         log_nt_S, log_nt_T = log_nt
         teacher_nt = log_nt_T.exp()  # p'
-        nckd = _kl_terms_(log_nt_T.sub_(log_nt_S), teacher_nt).sum(-1, True)
-        loss = tckd.mul_(tckd_weight).add_(nckd, alpha=nckd_weight)
-        loss = loss.mul_(weights).sum()
+        nckd = _kl_terms_(log_nt_T.sub_(log_nt_S), teacher_nt)
+        # Per-sample weights weight each term; a number, the sum once.
+        sum_weight = weights
+        if isinstance(weights, Tensor):
+            tckd.mul_(weights)
+            nckd.mul_(weights)
+            sum_weight = 1.0
+        loss = tckd.sum()
+        # Multiplying by 1 (DKD's usual TCKD weight) changes nothing.
+        if tckd_weight != 1.0:
+            loss = loss.mul_(tckd_weight)
+        loss = loss.add_(nckd.sum(), alpha=nckd_weight)
+        if sum_weight != 1.0:
+            loss = loss.mul_(_number(sum_weight))
         if needs_grad:
             student_nt = log_nt_S.exp_()  # s'
             gap_y, gap_non_target = log_binary_S.exp().sub_(q_binary).split(
                 1, -1)
-            # Built in the buffer of p': log_nt's (2, M, C) buffer is freed
-            # on return, and only this (M, C) one is kept for backward.
-            grad = teacher_nt.mul_(-nckd_weight).addcmul_(
-                student_nt,
-                gap_non_target.mul(tckd_weight).add_(nckd_weight))
-            grad.scatter_(-1, index[0], gap_y.mul_(tckd_weight))
-            grad.mul_(weights / tau)
+            # weights / tau folded into the coefficients (numbers, unless
+            # samples can be ignored). Built in the buffer of p': log_nt's
+            # (2, M, C) buffer is freed on return, and only this (M, C)
+            # one is kept for backward.
+            nckd_step = _grad_factor(weights, tau, nckd_weight)
+            tckd_step = _grad_factor(weights, tau, tckd_weight)
+            grad = teacher_nt.mul_(_grad_factor(weights, tau, -nckd_weight))
+            grad.addcmul_(student_nt,
+                          gap_non_target.mul(tckd_step).add_(nckd_step))
+            grad.scatter_(-1, index, gap_y.mul_(tckd_step))
 
     def student_gradient(logits: Tensor) -> Tensor:
         # The gradient above without its teacher-only term -b * p'.
         logits = logits.reshape(-1, num_classes).to(dtype) / tau
-        student_y = logits.log_softmax(-1).gather(-1, index[0]).exp()
-        student_nt = logits.scatter(-1, index[0],
-                                    _EXCLUDED_LOGIT).softmax(-1)
+        student_y = logits.log_softmax(-1).gather(-1, index).exp()
+        student_nt = logits.scatter(-1, index, _EXCLUDED_LOGIT).softmax(-1)
         gap_non_target = (1.0 - student_y) - q_binary[:, 1:]
         part = student_nt * (tckd_weight * gap_non_target + nckd_weight)
-        part = part.scatter(-1, index[0], tckd_weight * student_y)
+        part = part.scatter(-1, index, tckd_weight * student_y)
         return part * (weights / tau)
 
     return _distill_result(preds_S, loss, grad if needs_grad else None, scale,

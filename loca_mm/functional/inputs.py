@@ -1,7 +1,8 @@
 """Input checks and the shared first steps of the distillation losses."""
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import NoReturn, Optional
 
 import torch
 from torch import Tensor
@@ -35,32 +36,46 @@ def prepare_targets(logits: Tensor,
         tuple[Tensor, Tensor]: labels (M,) with ignored entries set to 0, and
         the bool mask (M,) of kept samples.
     """
-    num_classes = logits.shape[-1]
-    soft = target.shape == logits.shape and target.is_floating_point()
+    labels, valid = _flat_labels(logits, target, ignore_index)
+    if check_range and labels.numel():
+        _check_label_range(labels, logits.shape[-1], ignore_index,
+                           _is_soft(logits, target))
+    return labels, valid
+
+
+def _is_soft(logits: Tensor, target: Tensor) -> bool:
+    """Whether ``target`` holds soft labels (one probability per class)."""
+    return target.shape == logits.shape and target.is_floating_point()
+
+
+def _flat_labels(logits: Tensor, target: Tensor,
+                 ignore_index: Optional[int]) -> tuple[Tensor, Tensor]:
+    """:func:`prepare_targets` without the range check."""
+    soft = _is_soft(logits, target)
     if soft:
         labels = target.argmax(-1)
     elif target.shape == logits.shape[:-1] and not (
             target.is_floating_point() or target.is_complex()
             or target.dtype == torch.bool):
-        labels = target.long()
+        # Each skipped no-op call saves microseconds at small batches.
+        labels = target if target.dtype == torch.int64 else target.long()
     else:
         raise ValueError(
             f'labels of shape {tuple(target.shape)} and dtype {target.dtype} '
             f'do not fit logits of shape {tuple(logits.shape)}: expected '
             f'integer labels of shape {tuple(logits.shape[:-1])} or soft '
             f'labels of shape {tuple(logits.shape)}')
-    labels = labels.reshape(-1)
+    if labels.dim() != 1:
+        labels = labels.reshape(-1)
     if ignore_index is None:
         valid = torch.ones_like(labels, dtype=torch.bool)
     else:
         valid = labels != ignore_index
         labels = labels * valid  # ignored samples point at class 0
     if soft:
-        # -1 is outside every range: the check below, or the gather of the
-        # loss without it, refuses the sample.
+        # -1 is outside every range: the check, or the gather of the loss
+        # without it, refuses the sample.
         labels = labels.masked_fill(target.isnan().any(-1).view(-1), -1)
-    if check_range and labels.numel():
-        _check_label_range(labels, num_classes, ignore_index, soft)
     return labels, valid
 
 
@@ -100,12 +115,42 @@ def check_logits(preds_S: Tensor, preds_T: Tensor) -> None:
                          f'and {preds_T.dtype}')
 
 
-def _checked_targets(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+def _checked_targets(preds_S: Tensor,
+                     preds_T: Tensor,
+                     target: Tensor,
                      ignore_index: Optional[int],
-                     check_range: bool) -> tuple[Tensor, Tensor]:
-    """:func:`check_logits`, then :func:`prepare_targets` for the student."""
+                     check_range: bool,
+                     gathers_labels: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`check_logits`, then :func:`prepare_targets` for the student.
+
+    ``gathers_labels``: the caller indexes the logits with the labels
+    (``gather``) inside ``try``, and hands a ``RuntimeError`` of it to
+    :func:`_refuse_labels`. On CPU in eager mode that index operation
+    already fails for every label the range check refuses, so the check
+    is left to it and costs nothing while the labels are fine.
+    """
     check_logits(preds_S, preds_T)
+    if (gathers_labels and preds_S.device.type == 'cpu'
+            and target.device.type == 'cpu'
+            and not torch.compiler.is_compiling()):
+        return _flat_labels(preds_S, target, ignore_index)
     return prepare_targets(preds_S, target, ignore_index, check_range)
+
+
+def _refuse_labels(error: RuntimeError, logits: Tensor, target: Tensor,
+                   labels: Tensor, ignore_index: Optional[int],
+                   check_range: bool) -> NoReturn:
+    """Raise the label check's ``ValueError`` for the labels that made
+    ``error`` (a failed index operation, see :func:`_checked_targets`), or
+    ``error`` itself if the check is off or finds nothing."""
+    if check_range:
+        _check_label_range(labels, logits.shape[-1], ignore_index,
+                           _is_soft(logits, target))
+    raise error
+
+
+# Logits of these dtypes are computed in float32.
+_FLOAT32_COMPUTED = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _compute_dtype(*logits: Tensor) -> torch.dtype:
@@ -114,8 +159,31 @@ def _compute_dtype(*logits: Tensor) -> torch.dtype:
     0 or 1 would over/underflow)."""
     dtype = torch.float32
     for tensor in logits:
-        dtype = torch.promote_types(dtype, tensor.dtype)
+        if tensor.dtype not in _FLOAT32_COMPUTED:
+            dtype = torch.promote_types(dtype, tensor.dtype)
     return dtype
+
+
+def _number(value: float) -> float | Tensor:
+    """``value`` as an operand of an operator on the logits.
+
+    An operator given a Python number wraps it in a new tensor on every
+    call, a few microseconds each: a measurable share of a loss call at small
+    N x C. A 0-dim CPU tensor, made once per value, combines with tensors of
+    any device and floating dtype exactly as the number does (cast to their
+    dtype) without that. Compiled, the number is a constant of the graph.
+    """
+    if torch.compiler.is_compiling():
+        return value
+    return _number_tensor(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _number_tensor(value: float) -> Tensor:
+    # A normal tensor even if first asked for under inference mode: later
+    # autograd calls may save it for backward.
+    with torch.inference_mode(False):
+        return torch.tensor(value, dtype=torch.float64)
 
 
 def _log_softmax(preds: Tensor,
@@ -123,11 +191,18 @@ def _log_softmax(preds: Tensor,
                  dtype: Optional[torch.dtype] = None) -> Tensor:
     """``log_softmax(preds / tau)`` over the last dimension as (M, C), in
     ``dtype`` (by default :func:`_compute_dtype` of ``preds``)."""
-    logits = preds.reshape(-1, preds.shape[-1])
-    logits = logits.to(dtype or _compute_dtype(preds))
+    logits = _as_rows(preds, dtype or _compute_dtype(preds))
     if tau != 1.0:
-        logits = logits / tau
+        logits = logits / _number(tau)
     return logits.log_softmax(-1)
+
+
+def _as_rows(preds: Tensor, dtype: torch.dtype) -> Tensor:
+    """``preds`` as (M, C) of ``dtype``; itself where it already is (a call
+    that changes nothing still costs microseconds at small N x C)."""
+    if preds.dim() != 2:
+        preds = preds.reshape(-1, preds.shape[-1])
+    return preds if preds.dtype == dtype else preds.to(dtype)
 
 
 # A 0-dim CPU tensor mixes with logits of any float dtype on any device.
@@ -155,3 +230,21 @@ def _sample_weights(valid: Tensor, ignore_index: Optional[int], tau: float,
         return tau**2 / max(valid.numel(), 1)
     count = valid.sum(dtype=dtype).clamp_min(1)
     return (valid * (tau**2 / count)).unsqueeze(-1)
+
+
+def _weighted_sum(terms: Tensor, weights: float | Tensor) -> Tensor:
+    """``(terms * weights).sum()`` for the weights of :func:`_sample_weights`
+    (a number is applied to the sum, one multiplication of a scalar)."""
+    if isinstance(weights, Tensor):
+        return terms.mul_(weights).sum()
+    return terms.sum().mul_(_number(weights))
+
+
+def _grad_factor(weights: float | Tensor,
+                 tau: float,
+                 coefficient: float = 1.0) -> float | Tensor:
+    """``coefficient * weights / tau``: a factor of the student gradient
+    w.r.t. the logits, for the weights of :func:`_sample_weights`."""
+    if isinstance(weights, Tensor):
+        return weights * (coefficient / tau)
+    return _number(coefficient * weights / tau)

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
-                     _sample_weights)
+from .inputs import (_checked_targets, _compute_dtype, _grad_factor,
+                     _log_softmax, _refuse_labels, _sample_weights,
+                     _weighted_sum)
 from .result import DistillLoss, _distill_result
 
 _INF = float('inf')
@@ -44,14 +45,16 @@ def loca_kd_loss(preds_S: Tensor,
         alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
         ignore_index (int, optional): label of samples left out of the mean.
-        check_range (bool): validate label values (a GPU synchronisation).
+        check_range (bool): refuse labels outside [0, C) (see
+            :func:`prepare_targets`; on CPU the loss's own gather finds
+            them, at no cost while they are fine).
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
     """
     check_calibration_args(alpha, tau, calibrate)
     labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
-                                     check_range)
+                                     check_range, calibrate != 'none')
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
     # No autograd inside: a traced version records ~15 graph nodes whose
     # overhead dominates at small N x C, and keeps more (M, C) buffers for
@@ -63,21 +66,28 @@ def loca_kd_loss(preds_S: Tensor,
         weights = _sample_weights(valid, ignore_index, tau, dtype)
         log_s = _log_softmax(preds_S, tau, dtype)
         log_q = _log_softmax(preds_T, tau, dtype)
-        scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
+        try:
+            scale, calibrated = _loca_log_probs_(log_q, index, alpha,
+                                                 calibrate)
+        except RuntimeError as error:  # its gather checks the labels
+            _refuse_labels(error, preds_S, target, labels, ignore_index,
+                           check_range)
         q = log_q.exp()
         # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
         # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only
         # where the student has no mass but the teacher has (loss +inf).
         # In place, so without a mask the size of the logits.
         kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
-        loss = kl_terms.mul_(weights).sum()
+        loss = _weighted_sum(kl_terms, weights)
         # That also zeroed the NaN of a student holding NaN (a teacher's
-        # stays, in q): it must not become a finite loss.
-        student_sum = preds_S.sum()
-        loss = torch.where(student_sum.isnan(), student_sum, loss)
+        # stays, in q); it must not become a finite loss. The maximum of
+        # log_s is finite (<= 0) unless log_s holds NaN, so adding it times
+        # 0 changes nothing else (an empty batch has no maximum, nor NaN).
+        if log_s.numel():
+            loss = loss.add_(log_s.amax(), alpha=0.0)
         del log_q
         if needs_grad:
-            grad = log_s.exp_().sub_(q).mul_(weights / tau)
+            grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau))
 
     def student_gradient(logits: Tensor) -> Tensor:
         return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)

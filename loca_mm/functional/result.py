@@ -75,7 +75,10 @@ def _distill_result(preds_S: Tensor,
     as a differentiable function, for double backward.
     """
     if grad is not None:
-        grad = grad.view(preds_S.shape).to(preds_S.dtype)
+        if grad.shape != preds_S.shape:
+            grad = grad.view(preds_S.shape)
+        if grad.dtype != preds_S.dtype:
+            grad = grad.to(preds_S.dtype)
         student = None
         if student_gradient is not None and not torch.compiler.is_compiling():
             student = _StudentLogits(preds_S, student_gradient, loss_name)
@@ -102,4 +105,6 @@ class _PrecomputedGradient(torch.autograd.Function):
         # Grad mode is on in backward exactly under create_graph=True.
         if torch.is_grad_enabled() and ctx.student is not None:
             grad = ctx.student.differentiable(grad)
-        return grad * grad_loss.to(grad.dtype), None, None, None
+        if grad_loss.dtype != grad.dtype:
+            grad_loss = grad_loss.to(grad.dtype)
+        return grad * grad_loss, None, None, None

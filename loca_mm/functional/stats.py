@@ -20,11 +20,25 @@ def calibration_counts(result: DistillLoss) -> Tensor:
         counts of several batches (or processes) add up to those of their
         union.
     """
-    scale = result.scale.detach()
-    calibrated = result.calibrated.to(scale.dtype)
-    # One (3, M) reduction: each operator call is what costs at small M,
-    # and these run in every training step.
-    return torch.stack((result.valid.to(scale.dtype), calibrated,
+    return calibration_counts_of(result.scale, result.calibrated, result.valid)
+
+
+def calibration_counts_of(scale: Tensor, calibrated: Tensor,
+                          valid: Tensor) -> Tensor:
+    """:func:`calibration_counts` from the per-sample details of a result,
+    or of several results concatenated (one reduction for all of them).
+
+    Args:
+        scale (Tensor): ``s`` per sample (M,).
+        calibrated (Tensor): bool mask (M,) of the calibrated samples.
+        valid (Tensor): bool mask (M,) of the samples that are not ignored.
+
+    Returns:
+        Tensor: float (3,), as :func:`calibration_counts`.
+    """
+    scale = scale.detach()
+    # One (3, M) reduction: each operator call is what costs at small M.
+    return torch.stack((valid.to(scale.dtype), calibrated.to(scale.dtype),
                         scale * calibrated)).sum(-1).float()
 
 

@@ -1,14 +1,21 @@
 """What the LoCa losses share: argument checks, the calibration statistics
 kept on the device, the weight."""
 import warnings
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from loca_mm.functional import (CALIBRATION_MODES, DistillLoss,
-                                calibration_counts)
+                                calibration_counts, calibration_counts_of)
 from .validation import check_choice, check_flag, check_integer, check_real
+
+# Eager training calls keep their per-sample details (a few (M,) tensors
+# each) and sum them in one reduction, when the totals are taken or after
+# this many calls: summing each call's counts as it comes would cost several
+# operator calls per training step, a measurable share of a loss call at
+# small batches.
+PENDING_CALLS = 64
 
 
 class BaseCalibratedLoss(nn.Module):
@@ -18,7 +25,9 @@ class BaseCalibratedLoss(nn.Module):
     In training mode (with ``log_stats`` and calibration on) every call adds
     its :func:`loca_mm.functional.calibration_counts` to the buffer
     ``calibration_totals``, on the loss's device: nothing is read back to
-    the host. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
+    the host. In eager mode the additions are batched (at most
+    :data:`PENDING_CALLS` calls wait); compiled, each call adds in its
+    graph. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
     when mmengine logs and publishes ``train/loca_ratio`` and
     ``train/loca_scale``; outside mmengine, :meth:`take_calibration_totals`
     returns them for :func:`loca_mm.functional.calibration_summary`.
@@ -50,6 +59,8 @@ class BaseCalibratedLoss(nn.Module):
         # Not persistent: statistics of a logging window, not of the model.
         self.register_buffer(
             'calibration_totals', torch.zeros(3), persistent=False)
+        # (scale, calibrated, valid) of the eager calls not yet summed.
+        self._pending: List[Tuple[Tensor, Tensor, Tensor]] = []
         # Set by LoCaLossHook before training (see attach_runner).
         self.stats_collected = False
         self.train_loop_by_epoch: Optional[bool] = None
@@ -72,6 +83,7 @@ class BaseCalibratedLoss(nn.Module):
         # A fresh float32 buffer: also undoes a model.half() cast.
         self.calibration_totals = torch.zeros(
             3, dtype=torch.float32, device=self.calibration_totals.device)
+        self._pending.clear()
 
     def take_calibration_totals(self) -> Tensor:
         """The calibration counts summed since the last call, on the loss's
@@ -81,6 +93,7 @@ class BaseCalibratedLoss(nn.Module):
             Tensor: float32 (3,): valid samples, calibrated samples, sum of
             ``s`` over the calibrated ones.
         """
+        self._sum_pending()
         # In place: a compiled caller keeps seeing the same buffer.
         totals = self.calibration_totals.clone()
         self.calibration_totals.zero_()
@@ -99,11 +112,24 @@ class BaseCalibratedLoss(nn.Module):
         if self.training and self.collects_stats:
             if not (self.stats_collected or torch.compiler.is_compiling()):
                 self._warn_uncollected()
-            self.calibration_totals.add_(calibration_counts(result))
+            if torch.compiler.is_compiling():
+                self.calibration_totals.add_(calibration_counts(result))
+            else:
+                # Not the result itself: its loss may hold the graph.
+                self._pending.append(result[1:])
+                if len(self._pending) >= PENDING_CALLS:
+                    self._sum_pending()
         weight = factor * self.loss_weight
         # Multiplying by 1 changes nothing but adds an autograd node, a
         # measurable share of the loss's time at small N x C.
         return result.loss if weight == 1.0 else weight * result.loss
+
+    def _sum_pending(self) -> None:
+        """Add the counts of the pending calls to ``calibration_totals``."""
+        if self._pending:
+            details = [torch.cat(parts) for parts in zip(*self._pending)]
+            self._pending.clear()
+            self.calibration_totals.add_(calibration_counts_of(*details))
 
     def _warn_uncollected(self) -> None:
         self.stats_collected = True  # once
