@@ -194,7 +194,9 @@ STUDENT = ('student_hidden', 'student_weight', 'student_bias')
 
 LOSSES = [(LF.loca_kd_loss, dict(tau=2.0, alpha=0.8)),
           (LF.dkd_loss, dict(tau=2.0, nckd_weight=4.0)),
+          (LF.reverse_kl_loss, dict(tau=1.5)),
           (LF.generalized_jsd_loss, dict(beta=0.3)),
+          (LF.skew_kl_loss, dict(skew=0.2)),
           (LF.skew_reverse_kl_loss, dict(calibrate='margin'))]
 
 
