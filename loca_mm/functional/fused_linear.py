@@ -178,11 +178,14 @@ def fused_linear_distill_loss(student_hidden: Tensor,
     teacher_hidden @ teacher_weight.T (+ teacher_bias), target,
     ignore_index=..., **loss_kwargs)`` in value and in the gradients w.r.t.
     the student's hidden states, weight and bias (up to float rounding),
-    while holding the logits of ``chunk_size`` rows at a time. Rows whose
-    label is ``ignore_index`` are dropped before the projection. The teacher
-    gets no gradient. The gradients are computed chunk by chunk in the
-    forward pass, as Liger-Kernel's fused losses do; backward only scales
-    them.
+    while holding the student's logits of ``chunk_size`` rows at a time
+    (overwritten by their gradient), the teacher's of a quarter of them and
+    the loss's temporaries of an eighth of those. Rows whose label is
+    ``ignore_index`` are dropped before the projection. The teacher gets no
+    gradient. The gradients are computed chunk by chunk in the forward pass,
+    as Liger-Kernel's fused losses do; backward only scales them, in place,
+    so double backward and a second backward through a retained graph are
+    refused with a ``RuntimeError``.
 
     Args:
         student_hidden (Tensor): student hidden states (N, H_S), the input of
