@@ -194,12 +194,16 @@ STUDENT = ('student_hidden', 'student_weight', 'student_bias')
 
 LOSSES = [(LF.loca_kd_loss, dict(tau=2.0, alpha=0.8)),
           (LF.dkd_loss, dict(tau=2.0, nckd_weight=4.0)),
+          (LF.reverse_kl_loss, dict(tau=1.5)),
           (LF.generalized_jsd_loss, dict(beta=0.3)),
+          (LF.skew_kl_loss, dict(skew=0.2)),
           (LF.skew_reverse_kl_loss, dict(calibrate='margin'))]
 
 
 @pytest.mark.parametrize('loss_fn,kwargs', LOSSES)
-@pytest.mark.parametrize('chunk_size', [1, 8, 29, 1024])
+# 100 rows: teacher blocks of 25 and loss blocks of 4 (a remainder in both);
+# 29: two chunks, the second short.
+@pytest.mark.parametrize('chunk_size', [1, 8, 29, 100, 1024])
 def test_fused_equals_materialised_in_value_and_gradients(
         loss_fn, kwargs, chunk_size):
     inputs, labels = projection_inputs()
@@ -249,16 +253,21 @@ def test_fused_teacher_gets_no_gradient_and_ignored_rows_do_not_count():
     assert not result.calibrated[ignored].any()
 
 
-def test_fused_frozen_weight_and_backward_twice():
+def test_fused_frozen_weight_scaled_backward_and_refusals():
     inputs, labels = projection_inputs(bias=False)
     inputs['student_weight'].requires_grad_(False)
+    first, = torch.autograd.grad(
+        LF.fused_linear_distill_loss(
+            **inputs, target=labels, chunk_size=7, ignore_index=-100).loss,
+        inputs['student_hidden'])
     result = LF.fused_linear_distill_loss(
         **inputs, target=labels, chunk_size=7, ignore_index=-100)
-    result.loss.backward(retain_graph=True)
-    first = inputs['student_hidden'].grad.clone()
-    (2 * result.loss).backward()
+    (3 * result.loss).backward(retain_graph=True)
     torch.testing.assert_close(inputs['student_hidden'].grad, 3 * first)
     assert inputs['student_weight'].grad is None
+    # The gradients went to the first backward without a copy.
+    with pytest.raises(RuntimeError, match='second backward'):
+        result.loss.backward()
     with pytest.raises(RuntimeError, match='double backward'):
         loss = LF.fused_linear_distill_loss(
             **inputs, target=labels, ignore_index=-100).loss

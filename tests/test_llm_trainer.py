@@ -292,3 +292,27 @@ def test_fused_loss_through_a_ddp_wrapper(tmp_path, tokenizer, dataset):
     torch.testing.assert_close(loss.detach(), loss_ref)
     for name, param in trainer.model.named_parameters():
         torch.testing.assert_close(param.grad, grads_ref[name], msg=name)
+
+
+def test_dtype_flags_and_a_bfloat16_teacher(tmp_path, tokenizer, dataset):
+    from loca_mm.integrations.hf_models import load_causal_lm
+    U.tiny_gpt2(tokenizer, seed=1).save_pretrained(tmp_path / 'teacher')
+    teacher = load_causal_lm(str(tmp_path / 'teacher'), 'bfloat16')
+    assert {p.dtype for p in teacher.parameters()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="dtype must be one of.*'fp8'"):
+        load_causal_lm(str(tmp_path / 'teacher'), 'fp8')
+    # A float32 student with the bfloat16 teacher: the fused loss equals
+    # the materialised one (both see the teacher's bfloat16 logits).
+    trainers = [
+        make_trainer(tmp_path, tokenizer, dataset, fused_loss=fused)
+        for fused in (True, False)
+    ]
+    for trainer in trainers:
+        trainer.teacher_model.to(torch.bfloat16)
+    batch = batch_of(trainers[0], (0, 2))
+    (loss, grads), (loss_ref, grads_ref) = (loss_and_grads(t, batch)
+                                            for t in trainers)
+    assert trainers[0].fused_off_reason is None
+    torch.testing.assert_close(loss, loss_ref)
+    for name in grads_ref:
+        torch.testing.assert_close(grads[name], grads_ref[name], msg=name)

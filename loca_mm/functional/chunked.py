@@ -41,6 +41,9 @@ def _chunk_gradients(preds_S: Tensor, preds_T: Tensor, labels: Tensor,
             grad, = torch.autograd.grad(
                 chunk_sum, chunk_S, create_graph=create_graph)
         yield rows, chunk_sum, result, grad
+        # Before the next chunk's loss: its gradient would be a second
+        # buffer of the chunk's size.
+        del result, chunk_sum, grad
 
 
 class _ChunkedLoss(torch.autograd.Function):

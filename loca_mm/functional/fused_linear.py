@@ -9,17 +9,41 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .chunked import _chunk_gradients
 from .inputs import prepare_targets
 from .kd import loca_kd_loss
 from .result import DistillLoss
+
+
+# Within a chunk, the teacher's logits are formed for a quarter of its rows
+# at a time, and the loss runs on an eighth of those: the student's chunk of
+# logits, which becomes its gradient, is then the only chunk-sized buffer.
+# Smaller teacher blocks would make its projection slower (each one reads the
+# whole output weight), and the loss's temporaries, several buffers of its
+# rows (log-softmaxes, calibrated target, cross-entropy), stay a fraction of
+# a chunk.
+_TEACHER_BLOCKS_PER_CHUNK = 4
+_LOSS_BLOCKS_PER_TEACHER_BLOCK = 8
+
+
+def _row_blocks(start: int, stop: int, size: int):
+    """Consecutive slices of at most ``size`` rows covering [start, stop);
+    one empty slice if the range is empty."""
+    for begin in range(start, max(stop, start + 1), size):
+        yield slice(begin, min(begin + size, stop))
 
 
 class _FusedLinearLoss(torch.autograd.Function):
     """Projects row chunks to logits, runs the loss and keeps only the
     gradients w.r.t. the student's hidden states, weight and bias.
 
-    Each chunk's logits and graph live only inside ``forward``; what is kept
-    for backward has the size of the student's inputs, not of its logits.
+    Per chunk of rows: the student's logits (chunk x V), the teacher's for a
+    block of them, and the loss's temporaries for a smaller block. The
+    loss's gradient w.r.t. the student's logits overwrites them block by
+    block (they are not needed after), then gives the chunk's gradients
+    w.r.t. the hidden states and, accumulated into one buffer, the weight.
+    Nothing the size of the logits is kept for backward; the gradients are
+    computed in the forward pass, backward only scales them.
     """
 
     @staticmethod
@@ -43,27 +67,36 @@ class _FusedLinearLoss(torch.autograd.Function):
             torch.zeros(
                 weight_S.shape[0], dtype=accumulate, device=weight_S.device)
             if needs_bias else None)
+        teacher_rows = -(-chunk_size // _TEACHER_BLOCKS_PER_CHUNK)
+        loss_rows = -(-teacher_rows // _LOSS_BLOCKS_PER_TEACHER_BLOCK)
+        # Ignored rows were dropped: every row counts.
+        valid = torch.ones_like(labels, dtype=torch.bool)
         sums, scales, calibrated = [], [], []
         # At least one (possibly empty) chunk: zero rows give the loss
         # function's zero loss and empty details.
-        for start in range(0, max(num_rows, 1), chunk_size):
-            rows = slice(start, start + chunk_size)
-            chunk_hidden = hidden_S[rows]
-            with torch.no_grad():
-                logits_T = F.linear(hidden_T[rows], weight_T, bias_T)
-                logits_S = F.linear(chunk_hidden, weight_S, bias_S)
-            logits_S.requires_grad_(any_grad)
-            with torch.enable_grad():
-                result = loss_fn(logits_S, logits_T, labels[rows])
-                # loss_fn averages over its chunk; back to a sum, so that
-                # chunks of any size add up to the mean over all rows.
-                chunk_sum = result.loss * logits_S.shape[0]
-            del logits_T
+        for chunk in _row_blocks(0, num_rows, chunk_size):
+            chunk_hidden = hidden_S[chunk]
+            logits_S = F.linear(chunk_hidden, weight_S, bias_S)
+            for block in _row_blocks(chunk.start, chunk.stop, teacher_rows):
+                logits_T = F.linear(hidden_T[block], weight_T, bias_T)
+                block_S = logits_S[block.start - chunk.start:block.stop -
+                                   chunk.start]
+                for rows, block_sum, result, grad in _chunk_gradients(
+                        block_S, logits_T, labels[block], valid[block],
+                        loss_fn, loss_rows, any_grad, create_graph=False):
+                    if any_grad:
+                        block_S[rows] = grad
+                    sums.append(block_sum.detach())
+                    scales.append(result.scale.detach())
+                    calibrated.append(result.calibrated)
+                    # The sum's graph holds the student's block, a view that
+                    # would keep this chunk's logits alive into the next.
+                    del block_sum, result, grad
+                del logits_T, block_S
             if any_grad:
-                grad_logits, = torch.autograd.grad(chunk_sum, logits_S)
-                del logits_S
+                grad_logits = logits_S  # overwritten row by row above
                 if needs_hidden:
-                    torch.mm(grad_logits, weight_S, out=grad_hidden[rows])
+                    torch.mm(grad_logits, weight_S, out=grad_hidden[chunk])
                 if needs_weight:
                     if grad_weight.dtype == grad_logits.dtype:
                         grad_weight.addmm_(grad_logits.t(), chunk_hidden)
@@ -72,10 +105,7 @@ class _FusedLinearLoss(torch.autograd.Function):
                 if needs_bias:
                     grad_bias.add_(grad_logits.sum(0))
                 del grad_logits
-            sums.append(chunk_sum.detach())
-            scales.append(result.scale.detach())
-            calibrated.append(result.calibrated)
-            del result, chunk_sum
+            del logits_S
         count = max(num_rows, 1)
         grads = []
         for grad, like in ((grad_hidden, hidden_S), (grad_weight, weight_S),
@@ -95,9 +125,19 @@ class _FusedLinearLoss(torch.autograd.Function):
                 '(create_graph=True): its gradients are computed in the '
                 'forward pass, without a graph; use the loss on materialised '
                 'logits for higher derivatives')
-        grad_hidden, grad_weight, grad_bias = (None if grad is None else grad *
-                                               grad_loss.to(grad.dtype)
-                                               for grad in ctx.grads)
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError(
+                'fused_linear_distill_loss does not support a second '
+                'backward through the same graph (retain_graph=True): its '
+                'gradients are handed to the first backward in place, '
+                'without a copy the size of the weight; compute the loss '
+                'again')
+        # In place, and no reference kept: autograd can then take them as
+        # the parameters' .grad without copying them.
+        grad_hidden, grad_weight, grad_bias = (
+            None if grad is None else grad.mul_(grad_loss.to(grad.dtype))
+            for grad in grads)
         return (grad_hidden, grad_weight, grad_bias, None, None, None, None,
                 None, None, None)
 
@@ -138,11 +178,14 @@ def fused_linear_distill_loss(student_hidden: Tensor,
     teacher_hidden @ teacher_weight.T (+ teacher_bias), target,
     ignore_index=..., **loss_kwargs)`` in value and in the gradients w.r.t.
     the student's hidden states, weight and bias (up to float rounding),
-    while holding the logits of ``chunk_size`` rows at a time. Rows whose
-    label is ``ignore_index`` are dropped before the projection. The teacher
-    gets no gradient. The gradients are computed chunk by chunk in the
-    forward pass, as Liger-Kernel's fused losses do; backward only scales
-    them.
+    while holding the student's logits of ``chunk_size`` rows at a time
+    (overwritten by their gradient), the teacher's of a quarter of them and
+    the loss's temporaries of an eighth of those. Rows whose label is
+    ``ignore_index`` are dropped before the projection. The teacher gets no
+    gradient. The gradients are computed chunk by chunk in the forward pass,
+    as Liger-Kernel's fused losses do; backward only scales them, in place,
+    so double backward and a second backward through a retained graph are
+    refused with a ``RuntimeError``.
 
     Args:
         student_hidden (Tensor): student hidden states (N, H_S), the input of

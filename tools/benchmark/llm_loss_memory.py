@@ -3,7 +3,8 @@
     python tools/benchmark/llm_loss_memory.py [--tokens 4096] \\
         [--vocabs 32000 50257] [--chunk-size 256] [--threads 2]
     python tools/benchmark/llm_loss_memory.py --projection \\
-        --tokens 4096 --vocabs 50257 --hidden 768 [--response-fraction 1]
+        --shapes 4096x50257x768 8192x32000x512 --repeats 3 \\
+        --methods logits fused --chunk-sizes 256 1024 [--response-fraction 1]
 
 For each vocabulary size and loss, a fresh process allocates student and
 teacher logits (tokens x vocab, float32) and labels, runs forward and
@@ -13,8 +14,10 @@ weights (vocab x hidden) instead, and each method includes the output
 layers: the trainer's materialised path (both logits formed, then its
 chunked loss) against the fused-linear loss; memory is then above the
 hidden states and weights, and the gradients of the student's hidden
-states and weight are part of the peak. Memory is the process's
-resident set: its peak (VmHWM, reset through /proc/self/clear_refs before
+states and weight are part of the peak. The methods run in interleaved
+rounds (``--repeats``), each in a fresh process; times are medians over
+the rounds, ratios per round against the first method. Memory is the
+process's resident set: its peak (VmHWM, reset through /proc/self/clear_refs before
 the measured pass) minus its size with the inputs allocated. Linux only.
 The workers run with glibc's mmap threshold fixed at 1 MiB, so every
 tensor of 1 MiB or more is its own mapping, returned to the system when
@@ -32,6 +35,7 @@ import gc
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -174,9 +178,10 @@ def measure_projection(method: str, tokens: int, vocab: int, hidden: int,
     gc.collect()
     base = memory_kib('VmRSS')
     reset_peak()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     loss = step()
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - start_cpu
     peak = memory_kib('VmHWM') - base
     return {
         'method': method,
@@ -185,35 +190,90 @@ def measure_projection(method: str, tokens: int, vocab: int, hidden: int,
         'hidden': hidden,
         'peak_mib': peak / 1024,
         'seconds': seconds,
+        'cpu_seconds': cpu_seconds,
         'loss': loss.item(),
     }
 
 
+def projection_shapes(args) -> list[tuple[int, int, int]]:
+    """(tokens, vocab, hidden) per shape: ``--shapes``, else ``--tokens``
+    and ``--hidden`` with each of ``--vocabs``."""
+    if not args.shapes:
+        return [(args.tokens, vocab, args.hidden) for vocab in args.vocabs]
+    shapes = []
+    for shape in args.shapes:
+        try:
+            tokens, vocab, hidden = (int(n) for n in shape.split('x'))
+        except ValueError:
+            raise SystemExit(f'--shapes: expected TOKENSxVOCABxHIDDEN, got '
+                             f'{shape!r}') from None
+        shapes.append((tokens, vocab, hidden))
+    return shapes
+
+
 def main_projection(args) -> None:
-    print(f'tokens={args.tokens}, hidden={args.hidden}, threads='
-          f'{args.threads}, response fraction {args.response_fraction}; '
+    """Every method once per round, ``--repeats`` rounds, per shape: the
+    methods alternate, so that a change of the machine's load reaches them
+    alike. Ratios are against the first method, per round, then the
+    median over rounds."""
+    configs = list(zip(args.methods, args.chunk_sizes))
+    print(f'threads={args.threads}, response fraction '
+          f'{args.response_fraction}, {args.repeats} interleaved rounds; '
           'peak MiB above the hidden states and output weights; one '
-          '(tokens x vocab) float32 buffer is given as "buf"\n')
-    print('| vocab | method | chunk | peak (fwd + bwd) | time (s) | loss |')
-    print('|---|---|---|---|---|---|')
-    for vocab in args.vocabs:
-        buffer = args.tokens * vocab * 4 / 2**20
-        for method, chunk_size in zip(args.methods, args.chunk_sizes):
-            command = [
-                sys.executable, __file__, '--projection', '--worker',
-                f'{method}:{vocab}', '--tokens',
-                str(args.tokens), '--hidden',
-                str(args.hidden), '--chunk-size',
-                str(chunk_size), '--threads',
-                str(args.threads), '--response-fraction',
-                str(args.response_fraction)
-            ]
-            row = run_worker(command)
-            print(
-                f"| {vocab} | {PROJECTION_METHODS[method]} | {chunk_size} | "
-                f"{row['peak_mib']:.0f} MiB ({row['peak_mib'] / buffer:.2f} "
-                f"buf) | {row['seconds']:.2f} | {row['loss']:.6f} |",
-                flush=True)
+          '(tokens x vocab) float32 buffer is given as "buf"; times are '
+          'wall-clock and process CPU (all threads) of one forward + '
+          'backward, medians over rounds; ratios against the first row '
+          'of the shape\n')
+    table = [
+        '| tokens x vocab, hidden | method | chunk | peak (fwd + bwd) | '
+        'peak ratio | wall (s) | CPU (s) | wall ratio | CPU ratio | loss |',
+        '|---|---|---|---|---|---|---|---|---|---|'
+    ]
+    for tokens, vocab, hidden in projection_shapes(args):
+        buffer = tokens * vocab * 4 / 2**20
+        rounds = []
+        for repeat in range(args.repeats):
+            rounds.append([])
+            for method, chunk_size in configs:
+                command = [
+                    sys.executable, __file__, '--projection', '--worker',
+                    f'{method}:{vocab}', '--tokens',
+                    str(tokens), '--hidden',
+                    str(hidden), '--chunk-size',
+                    str(chunk_size), '--threads',
+                    str(args.threads), '--response-fraction',
+                    str(args.response_fraction)
+                ]
+                row = run_worker(command)
+                rounds[-1].append(row)
+                print(f'round {repeat + 1}: {tokens}x{vocab}, {hidden} '
+                      f'{method} {chunk_size}: {json.dumps(row)}',
+                      flush=True)
+        for index, (method, chunk_size) in enumerate(configs):
+            rows = [round_[index] for round_ in rounds]
+
+            def median(values):
+                return statistics.median(values)
+
+            peak = median(row['peak_mib'] for row in rows)
+            ratios = {
+                key: median(round_[index][key] / round_[0][key]
+                            for round_ in rounds)
+                for key in ('seconds', 'cpu_seconds')
+            }
+            peak_ratio = median(round_[0]['peak_mib'] / round_[index]['peak_mib']
+                                for round_ in rounds)
+            table.append(
+                f'| {tokens} x {vocab}, {hidden} | '
+                f'{PROJECTION_METHODS[method]} | {chunk_size} | '
+                f'{peak:.0f} MiB ({peak / buffer:.2f} buf) | '
+                f'{peak_ratio:.2f}x less | '
+                f"{median(row['seconds'] for row in rows):.2f} | "
+                f"{median(row['cpu_seconds'] for row in rows):.2f} | "
+                f"{ratios['seconds']:.2f}x | {ratios['cpu_seconds']:.2f}x | "
+                f"{rows[0]['loss']:.6f} |")
+    print()
+    print('\n'.join(table))
 
 
 def measure(method: str, tokens: int, vocab: int, chunk_size: int,
@@ -274,6 +334,16 @@ def main() -> None:
         type=float,
         default=1.0,
         help='with --projection: fraction of the tokens that are scored')
+    parser.add_argument(
+        '--shapes',
+        nargs='+',
+        help='with --projection: TOKENSxVOCABxHIDDEN per shape (instead of '
+        '--tokens, --vocabs and --hidden)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=1,
+        help='with --projection: interleaved rounds of all methods')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.projection:
