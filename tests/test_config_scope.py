@@ -204,6 +204,7 @@ def test_wheel_holds_the_configs_tools_and_model_index(wheel):
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
 
 
+@pytest.mark.slow
 def test_project_and_mim_search_on_an_installed_wheel(wheel, tmp_path):
     target = tmp_path / 'site'
     subprocess.run([

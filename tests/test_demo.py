@@ -4,6 +4,8 @@ mis-instruction analysis, the table and the plot, on a small Fashion-MNIST
 written by the test."""
 import json
 
+import pytest
+
 import _fashion_mnist_utils as fm
 from _fashion_mnist_utils import REPO
 
@@ -18,6 +20,7 @@ METHODS = {
 TEACHERS = ('strong', 'weak')
 
 
+@pytest.mark.slow
 def test_demo_shows_both_teachers_side_by_side(tmp_path):
     out = tmp_path / 'out'
     stdout, results = fm.run_study_tool(DEMO, tmp_path)

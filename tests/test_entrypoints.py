@@ -194,6 +194,7 @@ def run_all(root: Path, monkeypatch) -> dict:
         student_ckpt=student_ckpt)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_on_the_same_global_batch(runs):
     # DDP averages the two processes' gradients, so each SGD step equals
     # one process's step on the 8 images together: the same weights after

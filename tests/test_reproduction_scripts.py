@@ -68,6 +68,7 @@ def prepare(*args):
                           cwd=REPO)
 
 
+@pytest.mark.slow
 def test_teachers_convert_load_strictly_and_are_kept(released, tmp_path):
     root, state_dicts = released
     archive = make_tar(root, tmp_path / 'cifar_teachers.tar', TEACHERS)

@@ -65,6 +65,7 @@ def test_every_teacher_and_method_has_its_config():
         study.build_tasks(['no-such'], ['kd'], [0], 'work')
 
 
+@pytest.mark.slow
 def test_curve_script_at_toy_size(tmp_path):
     out, work = tmp_path / 'out', tmp_path / 'work'
     stdout, results = fm.run_study_tool(
