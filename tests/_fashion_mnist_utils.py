@@ -7,13 +7,14 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO, command_line_options, dataloader_options
+
 DISTILL = REPO / 'configs/distill/fashion_mnist'
 PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
 
@@ -56,12 +57,9 @@ def write_fashion_mnist(root: Path, train_labels: Sequence[int],
     return root
 
 
-def data_options(root: Path) -> list:
+def data_options(root: Path) -> List[str]:
     """``--cfg-options`` pointing every dataloader of a config at ``root``."""
-    return [
-        f'{loader}.dataset.data_root={root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    ]
+    return command_line_options(dataloader_options(root))
 
 
 def run_study_tool(script: Path, tmp_path: Path, *args) -> Tuple[str, dict]:

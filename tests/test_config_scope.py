@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from _support import REPO
 from loca_mm.utils.metafile import load_models
 
-REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = 'distill/cifar100/loca_logits_resnet56_resnet20_1xb64_cifar100.py'
 METAFILES = ('configs/distill/cifar100/metafile.yml',
              'configs/distill/imagenet/metafile.yml')

@@ -11,7 +11,8 @@ import _cifar_zoo_utils as zoo
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO
+
 PREPARE = REPO / 'tools' / 'model_converters' / 'prepare_cifar100_teachers.sh'
 # name in the archive -> model config (and output file name)
 TEACHERS = {
