@@ -7,9 +7,9 @@ import json
 import pytest
 
 import _fashion_mnist_utils as fm
-from _fashion_mnist_utils import REPO
+from _support import REPO
 
-DEMO = REPO / 'tools/demo/run_demo.py'
+DEMO = 'demo/run_demo.py'
 METHODS = {
     'student': 'student alone',
     'kd': 'KD',
@@ -21,9 +21,10 @@ TEACHERS = ('strong', 'weak')
 
 
 @pytest.mark.slow
-def test_demo_shows_both_teachers_side_by_side(tmp_path):
+def test_demo_shows_both_teachers_side_by_side(tmp_path, capsys):
     out = tmp_path / 'out'
-    stdout, results = fm.run_study_tool(DEMO, tmp_path)
+    # One training at a time: test_study covers two at once.
+    stdout, results = fm.run_study_tool(DEMO, tmp_path, capsys, jobs=1)
 
     runs = ['student s0'] + [
         f'{kind} {t}' for t in TEACHERS for kind in ('teacher',
