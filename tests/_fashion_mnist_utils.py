@@ -2,7 +2,10 @@
 and a teacher whose every prediction the test knows."""
 import gzip
 import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -10,7 +13,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from _support import REPO, command_line_options, dataloader_options, load_tool
+from _support import REPO, TOOLS, command_line_options, dataloader_options
 
 DISTILL = REPO / 'configs/distill/fashion_mnist'
 PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
@@ -59,16 +62,12 @@ def data_options(root: Path) -> List[str]:
     return command_line_options(dataloader_options(root))
 
 
-def run_study_tool(tool: str, tmp_path: Path, capsys, *args,
+def run_study_tool(tool: str, tmp_path: Path, *args,
                    jobs: int = 2) -> Tuple[str, dict]:
     """Run the study's script or the demo (``tool``, a path under tools/)
     at toy size: 64 training images (labels 0..9 in turn), 10 test images,
     one epoch of batch 32 for every run, output in ``tmp_path/out``, runs in
     ``tmp_path/work``, ``jobs`` trainings at once.
-
-    The script's ``main`` runs in this process, where the stack is imported
-    already (a fresh interpreter costs 15-20 s of CPU); its trainings run in
-    its own worker processes, as from the command line.
 
     Returns:
         tuple: the script's stdout and its ``results.json``.
@@ -80,15 +79,25 @@ def run_study_tool(tool: str, tmp_path: Path, capsys, *args,
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
         'param_scheduler.T_max=1', 'default_hooks.logger.interval=1'
     ]
-    capsys.readouterr()
-    load_tool(tool).main([
-        '--out-dir',
-        str(tmp_path / 'out'), '--work-root',
-        str(tmp_path / 'work'), '--jobs',
-        str(jobs), *args, '--cfg-options', *toy
-    ])
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(TOOLS / tool), '--out-dir',
+            str(tmp_path / 'out'), '--work-root',
+            str(tmp_path / 'work'), '--jobs',
+            str(jobs), *args, '--cfg-options', *toy
+        ],
+        cwd=REPO,
+        env={
+            **os.environ, 'PYTHONWARNINGS': 'ignore'
+        },
+        capture_output=True,
+        text=True,
+        timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + \
+        completed.stderr[-3000:]
     with open(tmp_path / 'out' / 'results.json') as f:
-        return capsys.readouterr().out, json.load(f)
+        return completed.stdout, json.load(f)
 
 
 def constant_teacher_logits(num_classes: int, predicted: int,

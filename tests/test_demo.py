@@ -21,10 +21,10 @@ TEACHERS = ('strong', 'weak')
 
 
 @pytest.mark.slow
-def test_demo_shows_both_teachers_side_by_side(tmp_path, capsys):
+def test_demo_shows_both_teachers_side_by_side(tmp_path):
     out = tmp_path / 'out'
     # One training at a time: test_study covers two at once.
-    stdout, results = fm.run_study_tool(DEMO, tmp_path, capsys, jobs=1)
+    stdout, results = fm.run_study_tool(DEMO, tmp_path, jobs=1)
 
     runs = ['student s0'] + [
         f'{kind} {t}' for t in TEACHERS for kind in ('teacher',

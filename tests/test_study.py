@@ -66,10 +66,10 @@ def test_every_teacher_and_method_has_its_config():
 
 
 @pytest.mark.slow
-def test_curve_script_at_toy_size(tmp_path, capsys):
+def test_curve_script_at_toy_size(tmp_path):
     out, work = tmp_path / 'out', tmp_path / 'work'
     stdout, results = fm.run_study_tool(
-        SCRIPT, tmp_path, capsys, '--seeds', '0', '1', '--teachers', 'large',
+        SCRIPT, tmp_path, '--seeds', '0', '1', '--teachers', 'large',
         'weak', '--methods', 'student', 'kd', 'loca')
     teachers = results['teachers']
     assert list(teachers) == ['large', 'weak']
