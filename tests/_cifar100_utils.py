@@ -16,11 +16,11 @@ from loca_mm.utils import resolve_model_config
 from mmpretrain.datasets import CIFAR100
 from mmpretrain.registry import MODELS as CLS_MODELS
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO, dataloader_options
+
 DISTILL_DIR = REPO / 'configs' / 'distill' / 'cifar100'
 VANILLA_DIR = REPO / 'configs' / 'vanilla' / 'cifar100'
 MODEL_DIR = REPO / 'configs' / '_base_' / 'models' / 'cifar100'
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def write_cifar100(root: str, train: Sequence[np.ndarray],
@@ -95,16 +95,14 @@ def short_run_options(data_root: str,
         'visualizer.vis_backends': [],
         'log_level': 'WARNING',
     }
-    for loader in DATALOADERS:
-        options.update({
-            f'{loader}.dataset.data_root': data_root,
-            f'{loader}.dataset.download': False,
+    options.update(
+        dataloader_options(
+            data_root,
+            batch_size=batch_size,
+            in_process=True,
+            download=False,
             # Serialising a dataset of a few images is a costly gc.collect().
-            f'{loader}.dataset.serialize_data': False,
-            f'{loader}.batch_size': batch_size,
-            f'{loader}.num_workers': 0,
-            f'{loader}.persistent_workers': False,
-        })
+            serialize_data=False))
     if teacher_ckpt is not None:
         options['model.teacher_ckpt'] = teacher_ckpt
     return options
@@ -117,13 +115,3 @@ def build_runner(config: Union[Path, Config], options: dict) -> Runner:
         str(config))
     cfg.merge_from_dict(options)
     return Runner.from_cfg(cfg)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Run torch on one thread: for batches of a few 32x32 images a second
-    thread saves little, and costs several times over on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

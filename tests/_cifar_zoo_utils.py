@@ -19,9 +19,9 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-CONFIG_DIR = osp.join(
-    osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_',
-    'models', 'cifar100')
+from _support import REPO
+
+CONFIG_DIR = str(REPO / 'configs' / '_base_' / 'models' / 'cifar100')
 
 # Parameter counts of the zoo's reference code with a 100-class head.
 ZOO_PARAMS = {

@@ -7,13 +7,14 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO, TOOLS, command_line_options, dataloader_options
+
 DISTILL = REPO / 'configs/distill/fashion_mnist'
 PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
 
@@ -56,18 +57,17 @@ def write_fashion_mnist(root: Path, train_labels: Sequence[int],
     return root
 
 
-def data_options(root: Path) -> list:
+def data_options(root: Path) -> List[str]:
     """``--cfg-options`` pointing every dataloader of a config at ``root``."""
-    return [
-        f'{loader}.dataset.data_root={root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    ]
+    return command_line_options(dataloader_options(root))
 
 
-def run_study_tool(script: Path, tmp_path: Path, *args) -> Tuple[str, dict]:
-    """Run the study's script or the demo at toy size: 64 training images
-    (labels 0..9 in turn), 10 test images, one epoch of batch 32 for every
-    run, output in ``tmp_path/out``, runs in ``tmp_path/work``.
+def run_study_tool(tool: str, tmp_path: Path, *args,
+                   jobs: int = 2) -> Tuple[str, dict]:
+    """Run the study's script or the demo (``tool``, a path under tools/)
+    at toy size: 64 training images (labels 0..9 in turn), 10 test images,
+    one epoch of batch 32 for every run, output in ``tmp_path/out``, runs in
+    ``tmp_path/work``, ``jobs`` trainings at once.
 
     Returns:
         tuple: the script's stdout and its ``results.json``.
@@ -82,10 +82,10 @@ def run_study_tool(script: Path, tmp_path: Path, *args) -> Tuple[str, dict]:
     completed = subprocess.run(
         [
             sys.executable,
-            str(script), '--out-dir',
+            str(TOOLS / tool), '--out-dir',
             str(tmp_path / 'out'), '--work-root',
-            str(tmp_path / 'work'), '--jobs', '2', *args, '--cfg-options',
-            *toy
+            str(tmp_path / 'work'), '--jobs',
+            str(jobs), *args, '--cfg-options', *toy
         ],
         cwd=REPO,
         env={

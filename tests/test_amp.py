@@ -1,7 +1,6 @@
 """Mixed precision: ``--amp`` without CUDA trains a distillation config in
 CPU bfloat16 autocast through mmengine, with the losses of float32 to
 bfloat16's tolerance; the losses compute in float32 under autocast."""
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from mmengine.runner import Runner
 
 from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
 from loca_mm.utils.amp import amp_optim_wrapper
+from _support import logged_scalars
 from test_calibration_scalars import loca_config
 
 TRAIN_LABELS = [3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1] * 2  # 3 batches of 8
@@ -67,9 +67,7 @@ def train_losses(tmp_path, name, amp):
     cfg.experiment_name = name
     runner = Runner.from_cfg(cfg)
     runner.train()
-    scalars, = (tmp_path / name).glob('*/vis_data/scalars.json')
-    with open(scalars) as f:
-        lines = [json.loads(line) for line in f]
+    lines, = logged_scalars(tmp_path / name)
     return runner, [{k: v for k, v in line.items() if 'loss' in k}
                     for line in lines if 'loss' in line]
 

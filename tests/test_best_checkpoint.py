@@ -1,6 +1,5 @@
 """The runtime keeps the last checkpoint and the one of the best student
 top-1; the teacher's once-only score does not take part."""
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import _fashion_mnist_utils as fm
+from _support import dataloader_options, logged_scalars
 from loca_mm.utils.results import read_run
 
 # 8 test images; a network that always predicts class c scores the share of
@@ -47,8 +47,7 @@ def test_best_follows_student_top1_and_last_is_kept(tmp_path):
         'train_cfg.val_interval': 1,
         'param_scheduler.T_max': 3,
         'log_level': 'WARNING',
-        **{option.split('=')[0]: option.split('=')[1]
-           for option in fm.data_options(root)},
+        **dataloader_options(root),
     })
     cfg.work_dir = str(tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
@@ -56,9 +55,8 @@ def test_best_follows_student_top1_and_last_is_kept(tmp_path):
     runner.train()
 
     work = tmp_path / 'work'
-    scalars_file, = work.glob('*/vis_data/scalars.json')
-    with open(scalars_file) as f:
-        val = [line for line in map(json.loads, f) if 'accuracy/top1' in line]
+    lines, = logged_scalars(work)
+    val = [line for line in lines if 'accuracy/top1' in line]
     student = [line['accuracy/top1'] for line in val]
     assert student == pytest.approx([12.5, 25.0, 12.5])
     # The logger repeats the teacher's only score at every validation.

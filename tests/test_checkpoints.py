@@ -20,7 +20,8 @@ from mmengine.runner import CheckpointLoader, Runner, load_checkpoint
 from torch import nn
 
 import loca_mm  # noqa: F401
-from _entrypoint_utils import lenet, load_tool, quiet_runner_reports
+from _imagenet_utils import lenet
+from _support import REPO, load_tool, quiet_runner_reports
 from loca_mm.utils import build_runner, check_checkpoint_schedule
 from loca_mm.utils.checkpoint import (STUDENT_PREFIX, TEACHER_PREFIX,
                                       CheckpointMismatchError,
@@ -470,9 +471,8 @@ def test_no_config_saves_iteration_checkpoints():
     # Every training loop in configs/ is epoch-based, so no checkpoint hook
     # may save by iteration. Read from the files' syntax (loading all the
     # configs costs a minute on 2 cores).
-    repo = Path(__file__).resolve().parents[1]
     hooks, loops = [], []
-    for path in sorted((repo / 'configs').rglob('*.py')):
+    for path in sorted((REPO / 'configs').rglob('*.py')):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 keywords = _keywords(node)

@@ -16,9 +16,9 @@ from loca_mm.utils.metafile import (TABLE_BEGIN, TABLE_END, distillation_pairs,
 
 from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, REPO, VANILLA_DIR,
                              build_runner, cifar_files_unchecked,  # noqa: F401
-                             one_torch_thread,  # noqa: F401
                              random_split, save_fresh_model,
                              short_run_options, write_cifar100)
+from _support import quiet_runner_reports
 
 # DIST and DIST+LoCa exist for one pair; tests/test_dist_configs.py has them.
 DIST_CONFIGS = set(DISTILL_DIR.glob('dist*_logits_*.py'))
@@ -191,20 +191,12 @@ def scalar(hub, key: str) -> float:
     return float(hub.log_scalars[key].current())
 
 
-def skip_runner_reports(monkeypatch) -> None:
-    """Skip what a runner only writes to logs: the environment report
-    (subprocesses, ~0.5 s) and the yapf-formatted config text (3 times per
-    runner, ~0.3 s each). test_config_dumps_and_reloads covers the dump."""
-    monkeypatch.setattr('mmengine.runner.runner.collect_env', dict)
-    monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
-
-
-@pytest.mark.usefixtures('one_torch_thread')
 @pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
 def test_config_trains_two_iterations_and_validates(config, tiny_cifar100,
                                                     fresh_teacher_ckpt,
                                                     tmp_path, monkeypatch):
-    skip_runner_reports(monkeypatch)
+    # test_config_dumps_and_reloads covers the dumped config.
+    quiet_runner_reports(monkeypatch)
     cfg = Config.fromfile(str(config))
     teacher_ckpt = None
     if 'teacher' in cfg.model:

@@ -20,7 +20,6 @@ from loca_mm.utils import resolve_model_config
 
 from _cifar100_utils import (CLS_MODELS, DISTILL_DIR, build_runner,
                              cifar_files_unchecked,  # noqa: F401
-                             one_torch_thread,  # noqa: F401
                              short_run_options, write_cifar100)
 
 CONFIG = DISTILL_DIR / 'loca_logits_resnet56_resnet20_1xb64_cifar100.py'
@@ -67,7 +66,6 @@ def fit_head_to(classifier: torch.nn.Module, images: np.ndarray,
     assert fitted.tolist() == labels.tolist()
 
 
-@pytest.mark.usefixtures('one_torch_thread')
 def test_config_runs_on_real_cifar100_images(
         tmp_path, cifar_files_unchecked):  # noqa: F811
     images, labels = foolbox_cifar100_images()

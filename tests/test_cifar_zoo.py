@@ -16,16 +16,6 @@ from loca_mm.models.converters import (ZOO_MODELS,
 NAMES = sorted(zoo.ZOO_PARAMS)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small convs on a busy 2-core machine run up to 50x slower with two
-    intra-op threads fighting other processes than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_configs_converter_and_references_cover_the_same_models():
     configs = {
         name[:-3]

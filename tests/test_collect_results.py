@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _support import REPO
 from loca_mm.utils.results import (collect, markdown_table, read_run,
                                    update_results_files)
 
-REPO = Path(__file__).resolve().parents[1]
 CIFAR100 = REPO / 'configs' / 'distill' / 'cifar100'
 LOCA = 'loca_logits_resnet56_resnet20_1xb64_cifar100'
 DKDLOCA = 'dkdloca_logits_vgg13_vgg8_1xb64_cifar100'

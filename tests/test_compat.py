@@ -3,9 +3,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 
+@pytest.mark.slow
 def test_stack_imports_after_loca_mm_in_a_fresh_interpreter():
     # mmrazor.models fails on torch 2.x and torchvision aborts next to the
     # CPU torch wheel unless loca_mm's fixes ran first.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from _support import REPO
 from loca_mm.utils.metafile import load_models
 
-REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = 'distill/cifar100/loca_logits_resnet56_resnet20_1xb64_cifar100.py'
 METAFILES = ('configs/distill/cifar100/metafile.yml',
              'configs/distill/imagenet/metafile.yml')
@@ -204,6 +204,7 @@ def test_wheel_holds_the_configs_tools_and_model_index(wheel):
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
 
 
+@pytest.mark.slow
 def test_project_and_mim_search_on_an_installed_wheel(wheel, tmp_path):
     target = tmp_path / 'site'
     subprocess.run([

@@ -9,11 +9,10 @@ from mmengine.config import Config
 
 from _cifar100_utils import (cifar_files_unchecked,  # noqa: F401
                              random_split, write_cifar100)
-from _entrypoint_utils import write_imagenet_layout
+from _imagenet_utils import write_imagenet_layout
+from _support import REPO
 from loca_mm.datasets import LocalCIFAR100, LocalImageNet
 from mmpretrain.registry import DATASETS
-
-REPO = Path(__file__).resolve().parents[1]
 DATASETS_DIR = REPO / 'configs' / '_base_' / 'datasets'
 CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
 

@@ -4,10 +4,12 @@ mis-instruction analysis, the table and the plot, on a small Fashion-MNIST
 written by the test."""
 import json
 
-import _fashion_mnist_utils as fm
-from _fashion_mnist_utils import REPO
+import pytest
 
-DEMO = REPO / 'tools/demo/run_demo.py'
+import _fashion_mnist_utils as fm
+from _support import REPO
+
+DEMO = 'demo/run_demo.py'
 METHODS = {
     'student': 'student alone',
     'kd': 'KD',
@@ -18,9 +20,11 @@ METHODS = {
 TEACHERS = ('strong', 'weak')
 
 
+@pytest.mark.slow
 def test_demo_shows_both_teachers_side_by_side(tmp_path):
     out = tmp_path / 'out'
-    stdout, results = fm.run_study_tool(DEMO, tmp_path)
+    # One training at a time: test_study covers two at once.
+    stdout, results = fm.run_study_tool(DEMO, tmp_path, jobs=1)
 
     runs = ['student s0'] + [
         f'{kind} {t}' for t in TEACHERS for kind in ('teacher',

@@ -1,7 +1,6 @@
 """The DIST and DIST+LoCa configs (Fashion-MNIST and CIFAR-100 resnet32x4 ->
 resnet8x4): mmrazor's DIST settings, the pair's networks, and two training
 iterations with a real Runner."""
-import json
 import math
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from loca_mm.utils import resolve_model_config
 import _fashion_mnist_utils as fm
 from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, build_runner,
                              cifar_files_unchecked,  # noqa: F401
-                             one_torch_thread,  # noqa: F401
                              random_split, save_fresh_model,
                              short_run_options, write_cifar100)
+from _support import logged_scalars
 
 CIFAR = 'logits_resnet32x4_resnet8x4_1xb64_cifar100.py'
 CONFIGS = {
@@ -96,10 +95,8 @@ def test_fashion_mnist_config_trains_two_iterations(method, tmp_path):
         hub.log_scalars['train/distill.loss_distill'].current())
     if method == 'distloca':
         # Logged every iteration: one window per batch.
-        scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
-        ratios = [json.loads(line)['loca_ratio'] for line in
-                  scalars_file.read_text().splitlines()
-                  if 'loca_ratio' in line]
+        lines, = logged_scalars(tmp_path / 'work')
+        ratios = [line['loca_ratio'] for line in lines if 'loca_ratio' in line]
         assert ratios == [29 / 32, 28 / 32]
     else:
         assert 'train/loca_ratio' not in hub.log_scalars
@@ -112,7 +109,6 @@ def tiny_cifar100(tmp_path_factory, cifar_files_unchecked):  # noqa: F811
     return str(root)
 
 
-@pytest.mark.usefixtures('one_torch_thread')
 @pytest.mark.parametrize('method', ['dist', 'distloca'])
 def test_cifar100_config_trains_two_iterations(method, tiny_cifar100,
                                                tmp_path):

@@ -1,6 +1,5 @@
 """Real mmengine Runners distilling through ``custom_imports``: the losses
 train, log their values and calibration statistics, checkpoint and resume."""
-import json
 import os.path as osp
 
 import numpy as np
@@ -9,6 +8,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
+
+from _support import logged_scalars
 
 NUM_CLASSES = 4
 
@@ -129,16 +130,6 @@ def distill_cfg(work_dir, data_root, teacher_ckpt, loss, max_epochs,
         ))
 
 
-def scalars(work_dir):
-    """Every line of the run's vis_data/scalars.json (LocalVisBackend)."""
-    import glob
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
-    assert files, f'no scalars.json under {work_dir}'
-    with open(files[-1]) as f:
-        return [json.loads(line) for line in f]
-
-
 LOSSES = {
     'loca': dict(type='LoCaLoss', tau=4.0, alpha=0.9, loss_weight=0.9),
     'dkdloca': dict(type='DKDLoCaLoss', tau=4.0, nckd_weight=2.0,
@@ -159,7 +150,8 @@ def test_distillation_trains_logs_checkpoints_and_resumes(
     for key, value in runner.model.teacher.state_dict().items():
         torch.testing.assert_close(value, saved[key], msg=key)
 
-    lines = [line for line in scalars(work_dir) if 'distill.loss_kd' in line]
+    lines = [line for line in logged_scalars(work_dir)[-1]
+             if 'distill.loss_kd' in line]
     assert len(lines) == 8  # 2 epochs x 4 iterations, logged every one
     values = [line['distill.loss_kd'] for line in lines]
     assert all(np.isfinite(values)) and max(values) > 0
@@ -205,7 +197,7 @@ def test_soft_labels_from_mixup_are_distilled(image_folder, teacher_ckpt,
     labels = runner.model.distiller.get_record(
         'gt_labels', from_student=True, data_idx=1)
     assert labels.shape == (8, NUM_CLASSES) and labels.is_floating_point()
-    lines = [line for line in scalars(str(tmp_path))
+    lines = [line for line in logged_scalars(tmp_path)[-1]
              if 'distill.loss_kd' in line]
     assert len(lines) == 4 and all(np.isfinite(l['distill.loss_kd'])
                                    for l in lines)

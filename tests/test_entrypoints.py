@@ -17,9 +17,10 @@ from mmengine.runner import Runner, load_checkpoint
 import loca_mm  # noqa: F401
 from loca_mm.utils.checkpoint import (CheckpointMismatchError,
                                       DamagedCheckpointError)
-from _entrypoint_utils import (REPO, TOOLS, WRITE_LOG_DIR, lenet, load_tool,
-                               local_dataloaders, quiet_runner_reports,
-                               write_imagenet_layout)
+from _imagenet_utils import lenet, write_imagenet_layout
+from _instrumentation import WRITE_LOG_DIR
+from _support import (REPO, TOOLS, command_line_options, dataloader_options,
+                      load_tool, logged_scalars, quiet_runner_reports)
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 EPOCHS = 3
@@ -29,7 +30,7 @@ GLOBAL_BATCH = 8
 TINY_CONFIG = """
 _base_ = ['{repo}/configs/_base_/distill/loca_in1k.py']
 custom_imports = dict(
-    imports=['loca_mm', '_entrypoint_utils'], allow_failed_imports=False)
+    imports=['loca_mm', '_instrumentation'], allow_failed_imports=False)
 _classifier = {classifier!r}
 model = dict(
     architecture=_classifier, teacher=_classifier,
@@ -88,11 +89,7 @@ def run_tool(args, env, expect_ok=True) -> subprocess.CompletedProcess:
 
 def scalars(work_dir: Path) -> list:
     """The scalar log lines of every run in ``work_dir``, oldest first."""
-    lines = []
-    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        lines += [json.loads(line) for line in path.read_text().split('\n')
-                  if line]
-    return lines
+    return sum(logged_scalars(work_dir), [])
 
 
 def last_top1(work_dir: Path) -> float:
@@ -132,7 +129,8 @@ def run_all(root: Path, monkeypatch) -> dict:
             teacher_ckpt=teacher_ckpt,
             epochs=EPOCHS))
     # Every process takes batches of 4 images.
-    data_options = local_dataloaders(str(data), GLOBAL_BATCH // 2)
+    data_options = dataloader_options(
+        data, batch_size=GLOBAL_BATCH // 2, in_process=True)
 
     # One process, global batch 8.
     one_cfg = Config.fromfile(str(two_config))
@@ -142,7 +140,7 @@ def run_all(root: Path, monkeypatch) -> dict:
     Runner.from_cfg(one_cfg).train()
 
     # Two processes of 4 images; stopped before epoch 3 (0-based 2).
-    data_options = [f'{k}={v}' for k, v in data_options.items()]
+    data_options = command_line_options(data_options)
     two_dir = root / 'two'
     two_dir.mkdir()
     env = tool_env(**{WRITE_LOG_DIR: str(two_dir), 'PORT': str(free_port())})
@@ -194,6 +192,7 @@ def run_all(root: Path, monkeypatch) -> dict:
         student_ckpt=student_ckpt)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_on_the_same_global_batch(runs):
     # DDP averages the two processes' gradients, so each SGD step equals
     # one process's step on the 8 images together: the same weights after
@@ -249,10 +248,7 @@ def test_resume_continues_the_interrupted_run(runs):
     assert last['meta']['iter'] == EPOCHS * ITERS_PER_EPOCH
     # The resumed run trained only epoch 3 (its log starts at iteration 5)
     # and ends where an uninterrupted run ends (the test above).
-    runs_logs = sorted(runs['two_dir'].glob('*/vis_data/scalars.json'))
-    assert len(runs_logs) == 2
-    resumed = [json.loads(line) for line in
-               runs_logs[1].read_text().split('\n') if line]
+    _, resumed = logged_scalars(runs['two_dir'])
     assert [s['iter'] for s in resumed if 'loss' in s] == [5, 6]
 
 
@@ -275,8 +271,8 @@ def test_test_py_refuses_a_checkpoint_of_another_model(runs, monkeypatch):
         str(runs['two_config']),
         str(runs['student_ckpt']), '--work-dir',
         str(runs['root'] / 'mismatch'), '--cfg-options'
-    ] + [f'{k}={v}' for k, v in local_dataloaders(str(runs['data']),
-                                                  4).items()])
+    ] + command_line_options(
+        dataloader_options(runs['data'], batch_size=4, in_process=True)))
     with pytest.raises(RuntimeError, match='missing keys'):
         load_tool('test.py').main()
 
@@ -290,7 +286,8 @@ def test_converted_student_loads_strictly_and_scores_the_same(
     student_cfg = cfg.copy()
     student_cfg.model = cfg.model.architecture
     student_cfg.model.data_preprocessor = cfg.data_preprocessor
-    student_cfg.merge_from_dict(local_dataloaders(str(runs['data']), 4))
+    student_cfg.merge_from_dict(
+        dataloader_options(runs['data'], batch_size=4, in_process=True))
     student_cfg.work_dir = str(runs['root'] / 'student_test')
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
                 'custom_hooks'):
@@ -315,8 +312,8 @@ def test_test_py_names_a_damaged_checkpoint(runs, monkeypatch):
         str(runs['two_config']),
         str(damaged), '--work-dir',
         str(runs['root'] / 'damaged_test'), '--cfg-options'
-    ] + [f'{k}={v}' for k, v in local_dataloaders(str(runs['data']),
-                                                  4).items()])
+    ] + command_line_options(
+        dataloader_options(runs['data'], batch_size=4, in_process=True)))
     with pytest.raises(DamagedCheckpointError,
                        match=f'{damaged}.*damaged or not a checkpoint'):
         load_tool('test.py').main()

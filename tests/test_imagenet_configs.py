@@ -14,8 +14,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import loca_mm  # noqa: F401
-from _entrypoint_utils import (REPO, load_tool, local_dataloaders,
-                               quiet_runner_reports, write_imagenet_layout)
+from _imagenet_utils import write_imagenet_layout
+from _support import (REPO, dataloader_options, load_tool,
+                      quiet_runner_reports)
 from loca_mm.models.backbones import MobileNetV1
 from loca_mm.utils import resolve_model_config
 from loca_mm.utils.metafile import load_models, render_readme
@@ -224,7 +225,7 @@ def short_run(config: Path, data_root: str, work_dir: str,
     cfg.train_dataloader.dataset.pipeline[1].scale = 112
     cfg.val_dataloader.dataset.pipeline[1].scale = 128
     cfg.val_dataloader.dataset.pipeline[2].crop_size = 112
-    options = local_dataloaders(data_root, 1)
+    options = dataloader_options(data_root, batch_size=1, in_process=True)
     options.update({
         'train_dataloader.dataset.indices': 1,
         'val_dataloader.dataset.indices': 1,

@@ -4,8 +4,8 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from _entrypoint_utils import (REPO, local_dataloaders, quiet_runner_reports,
-                               write_imagenet_layout)
+from _imagenet_utils import write_imagenet_layout
+from _support import REPO, dataloader_options, quiet_runner_reports
 from loca_mm.utils import resolve_model_config
 from mmpretrain.registry import MODELS as CLS_MODELS
 # The ImageNet config tests' parses, cached for the session.
@@ -37,7 +37,7 @@ def test_one_process_trains_at_the_recipes_lr_per_image(tmp_path,
     torch.save({'state_dict': teacher_model.state_dict()}, teacher)
     cfg.train_dataloader.dataset.pipeline[1].scale = 32
     cfg.merge_from_dict({
-        **local_dataloaders(str(root), 2),
+        **dataloader_options(root, batch_size=2, in_process=True),
         'train_dataloader.dataset.indices': 2,
         'train_cfg.max_epochs': 1,
         'default_hooks.checkpoint': None,

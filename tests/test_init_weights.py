@@ -19,7 +19,6 @@ uniform on +-1/sqrt(fan_in) (std 1/sqrt(3 fan_in)), and the bias uniform on
 the same bound.
 """
 import math
-from pathlib import Path
 
 import _cifar_zoo_utils as zoo
 import pytest
@@ -29,7 +28,9 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 from torch import nn
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / 'configs/_base_/models'
+from _support import REPO
+
+MODEL_DIR = REPO / 'configs/_base_/models'
 HE, TORCH, N001, ZERO = 'he_fan_out', 'torch_default', 'normal_0.01', 'zero'
 # family: (conv weight, conv bias, linear weight, linear bias)
 RULES = {

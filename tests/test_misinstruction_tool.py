@@ -1,14 +1,13 @@
 """tools/analysis_tools/misinstruction.py on a teacher whose predictions are
 known: it outputs the same logits for every image (class 3 ahead by 2)."""
-import importlib.util
 import json
 import math
 
 import pytest
 
 import _fashion_mnist_utils as fm
+from _support import load_tool
 
-TOOL = fm.REPO / 'tools/analysis_tools/misinstruction.py'
 PREDICTED, LOGIT, TAU = 3, 2.0, 4.0
 # 10 images of the predicted class, 30 of the others (the teacher is wrong
 # on all of those): the mis-instruction rate is 30 / 40.
@@ -30,10 +29,7 @@ def loca_scale(alpha, p_label, p_best_other):
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('misinstruction', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/misinstruction.py')
 
 
 @pytest.fixture(scope='module')

@@ -2,8 +2,6 @@
 behind it: released files convert and load strictly; checkpoints that do
 not fit fail with the offending keys named."""
 import argparse
-import importlib.util
-import os.path as osp
 
 import _cifar_zoo_utils as zoo
 import pytest
@@ -16,22 +14,11 @@ from loca_mm.models.converters import (convert_repdistiller_checkpoint,
 from loca_mm.utils.checkpoint import (CheckpointMismatchError,
                                       DamagedCheckpointError,
                                       UnsafeCheckpointError)
-
-TOOL = osp.join(
-    osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
-    'model_converters', 'repdistiller_to_mmpretrain.py')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('repdistiller_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from _support import load_tool
 
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
+    return load_tool('model_converters/repdistiller_to_mmpretrain.py')
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,8 @@ import _cifar_zoo_utils as zoo
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from _support import REPO
+
 PREPARE = REPO / 'tools' / 'model_converters' / 'prepare_cifar100_teachers.sh'
 # name in the archive -> model config (and output file name)
 TEACHERS = {
@@ -68,6 +69,7 @@ def prepare(*args):
                           cwd=REPO)
 
 
+@pytest.mark.slow
 def test_teachers_convert_load_strictly_and_are_kept(released, tmp_path):
     root, state_dicts = released
     archive = make_tar(root, tmp_path / 'cifar_teachers.tar', TEACHERS)

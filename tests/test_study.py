@@ -12,7 +12,7 @@ from loca_mm.studies import fashion_mnist as study
 from loca_mm.studies.metrics import (bootstrap_crossover,
                                      classification_metrics, linear_fit)
 
-SCRIPT = fm.REPO / 'tools/benchmark/accuracy_fashion_mnist.py'
+SCRIPT = 'benchmark/accuracy_fashion_mnist.py'
 
 
 def test_classification_metrics_match_a_hand_computation():
@@ -65,6 +65,7 @@ def test_every_teacher_and_method_has_its_config():
         study.build_tasks(['no-such'], ['kd'], [0], 'work')
 
 
+@pytest.mark.slow
 def test_curve_script_at_toy_size(tmp_path):
     out, work = tmp_path / 'out', tmp_path / 'work'
     stdout, results = fm.run_study_tool(

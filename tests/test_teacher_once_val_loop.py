@@ -6,7 +6,6 @@ from mmengine.hooks import Hook
 
 from _cifar100_utils import (DISTILL_DIR, VANILLA_DIR, build_runner,
                              cifar_files_unchecked,  # noqa: F401
-                             one_torch_thread,  # noqa: F401
                              random_split, save_fresh_model,
                              short_run_options, write_cifar100)
 
@@ -45,7 +44,6 @@ class RecordMetrics(Hook):
         self.records.append(dict(metrics))
 
 
-@pytest.mark.usefixtures('one_torch_thread')
 def test_teacher_is_evaluated_at_the_first_validation_only(
         data_root, tmp_path):
     teacher_ckpt = str(tmp_path / 'teacher.pth')

@@ -2,7 +2,6 @@
 logits; weights of another depth are refused with the keys named."""
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +11,9 @@ import torchvision
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
+from _support import REPO
 from loca_mm.utils.torchvision_weights import torchvision_resnet_to_mmpretrain
 
-REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'model_converters' / 'torchvision_to_mmpretrain.py'
 MODEL = REPO / 'configs' / '_base_' / 'models' / 'imagenet' / 'resnet18.py'
 

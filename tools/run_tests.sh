@@ -6,4 +6,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/setup_env.sh"
 VENV=${LOCA_MM_VENV:-$ROOT/.venv}
 cd "$ROOT"
-exec "$VENV/bin/python" -m pytest tests "$@"
+# One worker per CPU (pytest-xdist), each taking whole modules, so that a
+# module's fixtures train once.
+exec "$VENV/bin/python" -m pytest -n logical --dist loadscope \
+    --no-loadscope-reorder tests "$@"
