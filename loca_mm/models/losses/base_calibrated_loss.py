@@ -116,7 +116,8 @@ class BaseCalibratedLoss(nn.Module):
                 self.calibration_totals.add_(calibration_counts(result))
             else:
                 # Not the result itself: its loss may hold the graph.
-                self._pending.append(result[1:])
+                self._pending.append((result.scale.detach(),
+                                      result.calibrated, result.valid))
                 if len(self._pending) >= PENDING_CALLS:
                     self._sum_pending()
         weight = factor * self.loss_weight
