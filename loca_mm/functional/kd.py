@@ -9,9 +9,12 @@ from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
 from .inputs import (_checked_targets, _compute_dtype, _grad_factor,
-                     _kl_terms_, _log_softmax, _refuse_labels,
-                     _sample_weights, _tempered_log_softmaxes, _weighted_sum)
+                     _log_softmax, _refuse_labels, _sample_weights,
+                     _tempered_log_softmaxes, _weighted_sum)
 from .result import DistillLoss, _distill_result
+
+_INF = float('inf')
+
 
 def loca_kd_loss(preds_S: Tensor,
                  preds_T: Tensor,
@@ -68,10 +71,18 @@ def loca_kd_loss(preds_S: Tensor,
         _refuse_labels(error, preds_S, target, labels, ignore_index,
                        check_range)
     q = log_q.exp()
-    # q log(q / s) is 0 where q is 0 (a class masked with -inf, where
-    # log q - log s is NaN or -inf), +inf where only the student has no
-    # mass, NaN where either side holds NaN.
-    loss = _weighted_sum(_kl_terms_(log_q.sub_(log_s), q), weights)
+    # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
+    # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only where
+    # the student has no mass but the teacher has (loss +inf). In place, so
+    # without a mask the size of the logits.
+    kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
+    loss = _weighted_sum(kl_terms, weights)
+    # That also zeroed the NaN of a student holding NaN (a teacher's stays,
+    # in q); it must not become a finite loss. The maximum of log_s is
+    # finite (<= 0) unless log_s holds NaN, so adding it times 0 changes
+    # nothing else (an empty batch has no maximum, nor NaN).
+    if log_s.numel():
+        loss = loss.add_(log_s.amax(), alpha=0.0)
     del log_q
     if needs_grad:
         grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau, dtype))
