@@ -198,28 +198,6 @@ def _log_softmax(preds: Tensor,
     return logits.log_softmax(-1)
 
 
-# Up to this many elements per side, student and teacher logits go through
-# the tempered log-softmax as one stacked tensor: one operator call for both
-# is what saves time at small N x C; above it the stacked copy would cost
-# memory (two more (M, C) buffers at the peak) for a negligible saving.
-STACKED_ELEMENTS = 1 << 16
-
-
-def _tempered_log_softmaxes(preds_S: Tensor, preds_T: Tensor, tau: float,
-                            dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """:func:`_log_softmax` of the (detached) student and teacher logits,
-    as (M, C) tensors of ``dtype`` that the caller may change in place."""
-    if preds_S.numel() <= STACKED_ELEMENTS:
-        logits = torch.stack((_as_rows(preds_S.detach(), dtype),
-                              _as_rows(preds_T.detach(), dtype)))
-        if tau != 1.0:
-            logits.div_(_number(tau, dtype))
-        log_s, log_q = logits.log_softmax(-1)
-        return log_s, log_q
-    return (_log_softmax(preds_S.detach(), tau, dtype),
-            _log_softmax(preds_T.detach(), tau, dtype))
-
-
 def _as_rows(preds: Tensor, dtype: torch.dtype) -> Tensor:
     """``preds`` as (M, C) of ``dtype``; itself where it already is (a call
     that changes nothing still costs microseconds at small N x C)."""

@@ -10,7 +10,7 @@ from torch import Tensor
 from .calibration import _loca_log_probs_, check_calibration_args
 from .inputs import (_checked_targets, _compute_dtype, _grad_factor,
                      _log_softmax, _refuse_labels, _sample_weights,
-                     _tempered_log_softmaxes, _weighted_sum)
+                     _weighted_sum)
 from .result import DistillLoss, _distill_result
 
 _INF = float('inf')
@@ -64,7 +64,8 @@ def loca_kd_loss(preds_S: Tensor,
     index = labels.unsqueeze(-1)
     dtype = _compute_dtype(preds_S, preds_T)
     weights = _sample_weights(valid, ignore_index, tau, dtype)
-    log_s, log_q = _tempered_log_softmaxes(preds_S, preds_T, tau, dtype)
+    log_s = _log_softmax(preds_S.detach(), tau, dtype)
+    log_q = _log_softmax(preds_T.detach(), tau, dtype)
     try:
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
     except RuntimeError as error:  # its gather checks the labels
