@@ -184,6 +184,28 @@ def test_totals_stay_exact_over_many_batched_calls(loss_type):
     assert loss.take_calibration_totals().tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize('loss_type', [LoCaLoss, DKDLoCaLoss])
+def test_totals_are_no_buffer_and_follow_the_module(loss_type):
+    """A DDP wrapper broadcasts rank 0's buffers to every process before
+    each forward (broadcast_buffers=True), and checkpoints hold buffers:
+    the counts must be in neither. Moving or casting the model keeps them,
+    in float32, pending calls included."""
+    model = torch.nn.Sequential(torch.nn.Linear(10, 10), loss_type())
+    loss = model[1]
+    assert all(t is not loss.calibration_totals for t in model.buffers())
+    assert not any('calibration' in k for k in model.state_dict())
+    loss.attach_runner(train_loop_by_epoch=False)
+    zs, zt, y = batch()
+    loss(zs, zt, y)  # pending, not yet summed
+    model.half().float().to('cpu')
+    totals = loss.take_calibration_totals()
+    assert totals.dtype == torch.float32
+    assert totals.tolist() == pytest.approx(
+        reference_counts(zt, y, 4.0, 0.9, 'wrong'), rel=1e-6)
+    # The device follows the module (meta stands in for a GPU here).
+    assert model.to('meta')[1].calibration_totals.device.type == 'meta'
+
+
 def test_eval_mode_and_calibrate_none_accumulate_nothing():
     loss = LoCaLoss(check_labels=False)
     loss.attach_runner(train_loop_by_epoch=True)

@@ -95,13 +95,14 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
     # is one-hot on the label. Such a sample is never calibrated (p_k < p_y,
     # and alpha * inf is not < 1), so where() drops the infinite factor.
-    scaled = torch.add(mass_non_target, p_k).reciprocal_().mul_(
-        _number(alpha))
+    scaled = torch.div(_number(alpha, p_k.dtype),
+                       torch.add(mass_non_target, p_k))
     if calibrate == 'wrong':
         calibrated = p_k >= p_y
     else:  # 'margin'
         calibrated = scaled < 1.0
-    return torch.where(calibrated, scaled, 1.0), calibrated
+    return torch.where(calibrated, scaled,
+                       _number(1.0, scaled.dtype)), calibrated
 
 
 def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Tensor, alpha: float,
@@ -135,6 +136,7 @@ def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
     # calibrated: 'wrong' needs 1 - p_y >= p_k >= p_y, 'margin'
     # 1 - p_y > alpha / 2. Uncalibrated samples keep q_y = p_y exactly.
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        p_y, log_p_k.exp_(), torch.rsub(p_y, _number(1.0)), alpha, calibrate)
+        p_y, log_p_k.exp_(), torch.rsub(p_y, _number(1.0, p_y.dtype)),
+        alpha, calibrate)
     log_p.add_(log_scale).scatter_(-1, index, log_q_y)
     return scale, calibrated

@@ -103,7 +103,7 @@ def dkd_loss(preds_S: Tensor,
         logits = torch.stack((_as_rows(preds_S, dtype),
                               _as_rows(preds_T, dtype)))
         if tau != 1.0:
-            logits.div_(_number(tau))
+            logits.div_(_number(tau, dtype))
         index = labels.unsqueeze(-1)
         # One index for both: expand prepends the stacked dimension.
         both = index.expand(2, -1, -1)
@@ -140,7 +140,7 @@ def dkd_loss(preds_S: Tensor,
             loss = loss.mul_(tckd_weight)
         loss = loss.add_(nckd.sum(), alpha=nckd_weight)
         if sum_weight != 1.0:
-            loss = loss.mul_(_number(sum_weight))
+            loss = loss.mul_(_number(sum_weight, dtype))
         if needs_grad:
             student_nt = log_nt_S.exp_()  # s'
             gap_y, gap_non_target = log_binary_S.exp().sub_(q_binary).split(
@@ -149,9 +149,9 @@ def dkd_loss(preds_S: Tensor,
             # samples can be ignored). Built in the buffer of p': log_nt's
             # (2, M, C) buffer is freed on return, and only this (M, C)
             # one is kept for backward.
-            nckd_step = _grad_factor(weights, tau, nckd_weight)
-            tckd_step = _grad_factor(weights, tau, tckd_weight)
-            grad = teacher_nt.mul_(_grad_factor(weights, tau, -nckd_weight))
+            nckd_step = _grad_factor(weights, tau, dtype, nckd_weight)
+            tckd_step = _grad_factor(weights, tau, dtype, tckd_weight)
+            grad = teacher_nt.mul_(_grad_factor(weights, tau, dtype, -nckd_weight))
             grad.addcmul_(student_nt,
                           gap_non_target.mul(tckd_step).add_(nckd_step))
             grad.scatter_(-1, index, gap_y.mul_(tckd_step))

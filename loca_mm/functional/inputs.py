@@ -164,26 +164,27 @@ def _compute_dtype(*logits: Tensor) -> torch.dtype:
     return dtype
 
 
-def _number(value: float) -> float | Tensor:
-    """``value`` as an operand of an operator on the logits.
+def _number(value: float, dtype: torch.dtype) -> float | Tensor:
+    """``value`` as an operand of an operator on tensors of ``dtype``.
 
     An operator given a Python number wraps it in a new tensor on every
     call, a few microseconds each: a measurable share of a loss call at small
-    N x C. A 0-dim CPU tensor, made once per value, combines with tensors of
-    any device and floating dtype exactly as the number does (cast to their
-    dtype) without that. Compiled, the number is a constant of the graph.
+    N x C. A 0-dim CPU tensor of the operand's dtype, made once per value,
+    combines with tensors of any device exactly as the number does (which
+    is cast to their dtype) without that; one of another dtype would be cast
+    on every call. Compiled, the number is a constant of the graph.
     """
     if torch.compiler.is_compiling():
         return value
-    return _number_tensor(value)
+    return _number_tensor(value, dtype)
 
 
-@functools.lru_cache(maxsize=64)
-def _number_tensor(value: float) -> Tensor:
+@functools.lru_cache(maxsize=128)
+def _number_tensor(value: float, dtype: torch.dtype) -> Tensor:
     # A normal tensor even if first asked for under inference mode: later
     # autograd calls may save it for backward.
     with torch.inference_mode(False):
-        return torch.tensor(value, dtype=torch.float64)
+        return torch.tensor(value, dtype=dtype)
 
 
 def _log_softmax(preds: Tensor,
@@ -193,7 +194,7 @@ def _log_softmax(preds: Tensor,
     ``dtype`` (by default :func:`_compute_dtype` of ``preds``)."""
     logits = _as_rows(preds, dtype or _compute_dtype(preds))
     if tau != 1.0:
-        logits = logits / _number(tau)
+        logits = logits / _number(tau, logits.dtype)
     return logits.log_softmax(-1)
 
 
@@ -237,14 +238,16 @@ def _weighted_sum(terms: Tensor, weights: float | Tensor) -> Tensor:
     (a number is applied to the sum, one multiplication of a scalar)."""
     if isinstance(weights, Tensor):
         return terms.mul_(weights).sum()
-    return terms.sum().mul_(_number(weights))
+    return terms.sum().mul_(_number(weights, terms.dtype))
 
 
 def _grad_factor(weights: float | Tensor,
                  tau: float,
+                 dtype: torch.dtype,
                  coefficient: float = 1.0) -> float | Tensor:
     """``coefficient * weights / tau``: a factor of the student gradient
-    w.r.t. the logits, for the weights of :func:`_sample_weights`."""
+    w.r.t. the logits (computed in ``dtype``), for the weights of
+    :func:`_sample_weights`."""
     if isinstance(weights, Tensor):
         return weights * (coefficient / tau)
-    return _number(coefficient * weights / tau)
+    return _number(coefficient * weights / tau, dtype)

@@ -56,38 +56,37 @@ def loca_kd_loss(preds_S: Tensor,
     labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
                                      check_range, calibrate != 'none')
     needs_grad = preds_S.requires_grad and torch.is_grad_enabled()
-    # No autograd inside: a traced version records ~15 graph nodes whose
-    # overhead dominates at small N x C, and keeps more (M, C) buffers for
-    # backward. The loss also runs on (tokens x vocab) logits, so each
-    # (M, C) buffer is reused in place once it has served.
-    with torch.no_grad():
-        index = labels.unsqueeze(-1)
-        dtype = _compute_dtype(preds_S, preds_T)
-        weights = _sample_weights(valid, ignore_index, tau, dtype)
-        log_s = _log_softmax(preds_S, tau, dtype)
-        log_q = _log_softmax(preds_T, tau, dtype)
-        try:
-            scale, calibrated = _loca_log_probs_(log_q, index, alpha,
-                                                 calibrate)
-        except RuntimeError as error:  # its gather checks the labels
-            _refuse_labels(error, preds_S, target, labels, ignore_index,
-                           check_range)
-        q = log_q.exp()
-        # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
-        # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only
-        # where the student has no mass but the teacher has (loss +inf).
-        # In place, so without a mask the size of the logits.
-        kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
-        loss = _weighted_sum(kl_terms, weights)
-        # That also zeroed the NaN of a student holding NaN (a teacher's
-        # stays, in q); it must not become a finite loss. The maximum of
-        # log_s is finite (<= 0) unless log_s holds NaN, so adding it times
-        # 0 changes nothing else (an empty batch has no maximum, nor NaN).
-        if log_s.numel():
-            loss = loss.add_(log_s.amax(), alpha=0.0)
-        del log_q
-        if needs_grad:
-            grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau))
+    # No autograd inside (the inputs are detached): a traced version records
+    # ~15 graph nodes whose overhead dominates at small N x C, and keeps
+    # more (M, C) buffers for backward. The loss also runs on (tokens x
+    # vocab) logits, so each (M, C) buffer is reused in place once it has
+    # served.
+    index = labels.unsqueeze(-1)
+    dtype = _compute_dtype(preds_S, preds_T)
+    weights = _sample_weights(valid, ignore_index, tau, dtype)
+    log_s = _log_softmax(preds_S.detach(), tau, dtype)
+    log_q = _log_softmax(preds_T.detach(), tau, dtype)
+    try:
+        scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
+    except RuntimeError as error:  # its gather checks the labels
+        _refuse_labels(error, preds_S, target, labels, ignore_index,
+                       check_range)
+    q = log_q.exp()
+    # q log(q / s) must be 0 where q is 0 (a class masked with -inf):
+    # log q - log s is NaN (-inf - -inf) or -inf there, and +inf only where
+    # the student has no mass but the teacher has (loss +inf). In place, so
+    # without a mask the size of the logits.
+    kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
+    loss = _weighted_sum(kl_terms, weights)
+    # That also zeroed the NaN of a student holding NaN (a teacher's stays,
+    # in q); it must not become a finite loss. The maximum of log_s is
+    # finite (<= 0) unless log_s holds NaN, so adding it times 0 changes
+    # nothing else (an empty batch has no maximum, nor NaN).
+    if log_s.numel():
+        loss = loss.add_(log_s.amax(), alpha=0.0)
+    del log_q
+    if needs_grad:
+        grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau, dtype))
 
     def student_gradient(logits: Tensor) -> Tensor:
         return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)

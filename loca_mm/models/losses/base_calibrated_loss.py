@@ -23,9 +23,10 @@ class BaseCalibratedLoss(nn.Module):
     core).
 
     In training mode (with ``log_stats`` and calibration on) every call adds
-    its :func:`loca_mm.functional.calibration_counts` to the buffer
-    ``calibration_totals``, on the loss's device: nothing is read back to
-    the host. In eager mode the additions are batched (at most
+    its :func:`loca_mm.functional.calibration_counts` to the float32 tensor
+    ``calibration_totals`` on the loss's device (an attribute, not a buffer:
+    no checkpoint and no DDP buffer broadcast touches it); nothing is read
+    back to the host. In eager mode the additions are batched (at most
     :data:`PENDING_CALLS` calls wait); compiled, each call adds in its
     graph. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
     when mmengine logs and publishes ``train/loca_ratio`` and
@@ -56,14 +57,25 @@ class BaseCalibratedLoss(nn.Module):
             owner, 'ignore_index', ignore_index, optional=True)
         self.check_labels = check_flag(owner, 'check_labels', check_labels)
         self.log_stats = check_flag(owner, 'log_stats', log_stats)
-        # Not persistent: statistics of a logging window, not of the model.
-        self.register_buffer(
-            'calibration_totals', torch.zeros(3), persistent=False)
+        # Statistics of a logging window, not state of the model: a plain
+        # attribute, not a buffer, so neither checkpoints nor DDP see it
+        # (a DDP wrapper with broadcast_buffers=True would overwrite every
+        # process's counts with rank 0's before each forward). _apply moves
+        # it with the module.
+        self.calibration_totals = torch.zeros(3)
         # (scale, calibrated, valid) of the eager calls not yet summed.
         self._pending: List[Tuple[Tensor, Tensor, Tensor]] = []
         # Set by LoCaLossHook before training (see attach_runner).
         self.stats_collected = False
         self.train_loop_by_epoch: Optional[bool] = None
+
+    def _apply(self, fn, recurse: bool = True):
+        # Follow the module's device (.to(), .cuda()); stay float32 and
+        # keep the counts (a .half() cast would round them).
+        self._sum_pending()
+        device = fn(self.calibration_totals[:0]).device
+        self.calibration_totals = self.calibration_totals.to(device)
+        return super()._apply(fn, recurse)
 
     @property
     def collects_stats(self) -> bool:
@@ -80,9 +92,8 @@ class BaseCalibratedLoss(nn.Module):
         """
         self.stats_collected = True
         self.train_loop_by_epoch = train_loop_by_epoch
-        # A fresh float32 buffer: also undoes a model.half() cast.
         self.calibration_totals = torch.zeros(
-            3, dtype=torch.float32, device=self.calibration_totals.device)
+            3, device=self.calibration_totals.device)
         self._pending.clear()
 
     def take_calibration_totals(self) -> Tensor:
