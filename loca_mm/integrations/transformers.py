@@ -426,7 +426,9 @@ def _prepare_deepspeed_teacher(teacher: nn.Module, accelerator) -> nn.Module:
     else:
         zero['stage'] = 0
     engine, *_ = deepspeed.initialize(model=teacher, config=config)
-    return engine.eval()
+    # Not `return engine.eval()`: DeepSpeedEngine.eval returns None.
+    engine.eval()
+    return engine
 
 
 class LoCaDistillTrainer(Trainer):
