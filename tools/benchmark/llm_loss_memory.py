@@ -332,7 +332,7 @@ def main() -> None:
         nargs='+',
         help='with --projection: one chunk size per method (default: '
         'logits 256, the materialised path\'s earlier default; fused 1024 '
-        'and 256)')
+        'twice, in blocks of 256 and 32)')
     parser.add_argument(
         '--block-size',
         type=int,
@@ -373,7 +373,8 @@ def main() -> None:
             return
         if args.methods is None:
             args.methods = ['logits', 'fused', 'fused']
-            args.chunk_sizes = args.chunk_sizes or [256, 1024, 256]
+            args.chunk_sizes = args.chunk_sizes or [256, 1024, 1024]
+            args.block_sizes = args.block_sizes or [256, 256, 32]
         args.block_sizes = args.block_sizes or [256] * len(args.methods)
         if args.chunk_sizes is None or not len(args.methods) == len(
                 args.chunk_sizes) == len(args.block_sizes) or set(
