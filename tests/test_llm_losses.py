@@ -201,11 +201,14 @@ LOSSES = [(LF.loca_kd_loss, dict(tau=2.0, alpha=0.8)),
 
 
 @pytest.mark.parametrize('loss_fn,kwargs', LOSSES)
-# 100 rows: teacher blocks of 25 and loss blocks of 4 (a remainder in both);
-# 29: two chunks, the second short.
-@pytest.mark.parametrize('chunk_size', [1, 8, 29, 100, 1024])
+# 29 kept rows of 37: chunks of 8 (the last short) in blocks of 3 (a short
+# block in every chunk); chunks of 16 and 13 in blocks of 5; one chunk and
+# one block; one chunk in blocks of 10; a block larger than the chunk.
+@pytest.mark.parametrize('chunk_size,block_size', [(1, 256), (8, 3), (16, 5),
+                                                   (29, 29), (1024, 10),
+                                                   (1024, 256)])
 def test_fused_equals_materialised_in_value_and_gradients(
-        loss_fn, kwargs, chunk_size):
+        loss_fn, kwargs, chunk_size, block_size):
     inputs, labels = projection_inputs()
     expected = materialised(
         inputs, labels, loss_fn, ignore_index=-100, **kwargs)
@@ -214,6 +217,7 @@ def test_fused_equals_materialised_in_value_and_gradients(
         target=labels,
         loss_fn=loss_fn,
         chunk_size=chunk_size,
+        block_size=block_size,
         ignore_index=-100,
         **kwargs)
     torch.testing.assert_close(result.loss, expected.loss)
@@ -279,7 +283,8 @@ def test_fused_bfloat16_inputs_match_materialised():
         rows=40, hidden=16, teacher_hidden=16, vocab=50, dtype=torch.bfloat16)
     expected = materialised(inputs, labels, LF.loca_kd_loss, ignore_index=-100)
     result = LF.fused_linear_distill_loss(
-        **inputs, target=labels, chunk_size=16, ignore_index=-100)
+        **inputs, target=labels, chunk_size=16, block_size=5,
+        ignore_index=-100)
     assert result.loss.dtype == torch.float32
     torch.testing.assert_close(
         result.loss, expected.loss, rtol=2e-3, atol=1e-4)
@@ -299,9 +304,13 @@ def test_fused_all_rows_ignored_and_bad_inputs():
     assert result.loss.item() == 0.0 and not result.valid.any()
     with pytest.raises(ValueError, match='outside'):
         LF.fused_linear_distill_loss(**inputs, target=labels)
-    with pytest.raises(ValueError, match='chunk_size'):
-        LF.fused_linear_distill_loss(
-            **inputs, target=labels, chunk_size=0, ignore_index=-100)
+    for bad in (dict(chunk_size=0), dict(block_size=0),
+                dict(block_size=2.5), dict(chunk_size=True)):
+        name, value = next(iter(bad.items()))
+        with pytest.raises(ValueError, match=f'{name} must be an int >= 1, '
+                           f'got {value!r}'):
+            LF.fused_linear_distill_loss(
+                **inputs, target=labels, ignore_index=-100, **bad)
     with pytest.raises(ValueError, match='student_weight expects 6'):
         LF.fused_linear_distill_loss(inputs['student_hidden'][:, :5],
                                      inputs['student_weight'],

@@ -14,6 +14,7 @@ from transformers import GPT2LMHeadModel  # noqa: E402
 
 from test_llm_distill import make_args  # noqa: E402
 
+from loca_mm import functional as LF  # noqa: E402
 from loca_mm.integrations.hf_models import add_lora  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator)
@@ -39,7 +40,9 @@ def make_trainer(tmp_path,
                  arch='gpt2',
                  student=None,
                  **overrides):
-    settings = dict(loss_chunk_size=7, ce_weight=0.3, kd_weight=0.7)
+    # Chunks of 7 response tokens in blocks of 3.
+    settings = dict(
+        loss_chunk_size=7, loss_block_size=3, ce_weight=0.3, kd_weight=0.7)
     settings.update(overrides)
     return LoCaDistillTrainer(
         model=student or BUILDERS[arch](tokenizer, seed=0),
@@ -85,13 +88,22 @@ def loss_and_grads(trainer, batch, **kwargs):
     ('llama', dict(divergence='srkl', calibrate='margin')),
 ])
 def test_fused_and_materialised_paths_agree(tmp_path, tokenizer, dataset, arch,
-                                            loss_args):
+                                            loss_args, monkeypatch):
     fused = make_trainer(tmp_path, tokenizer, dataset, arch, **loss_args)
     plain = make_trainer(
         tmp_path, tokenizer, dataset, arch, fused_loss=False, **loss_args)
     batch = batch_of(fused, (0, 2, 3))
+    sizes = []
+    fused_loss = LF.fused_linear_distill_loss
+
+    def spy(*args, chunk_size, block_size, **kwargs):
+        sizes.append((chunk_size, block_size))
+        return fused_loss(
+            *args, chunk_size=chunk_size, block_size=block_size, **kwargs)
+
+    monkeypatch.setattr(LF, 'fused_linear_distill_loss', spy)
     loss, grads = loss_and_grads(fused, batch)
-    assert fused.fused_off_reason is None
+    assert fused.fused_off_reason is None and sizes == [(7, 3)]
     loss_ref, grads_ref = loss_and_grads(plain, batch)
     assert plain.fused_off_reason == 'fused_loss=False'
     torch.testing.assert_close(loss, loss_ref)
@@ -268,6 +280,8 @@ def test_divergence_settings_are_checked(tmp_path):
         LoCaDistillArguments(divergence='jsd', beta=2.0, **common)
     with pytest.raises(ValueError, match=r'skew must lie in \[0, 1\)'):
         LoCaDistillArguments(divergence='skl', skew=1.0, **common)
+    with pytest.raises(ValueError, match='loss_block_size must be >= 1, got 0'):
+        LoCaDistillArguments(loss_block_size=0, **common)
     jsd = LoCaDistillArguments(divergence='jsd', beta=0.2, **common)
     assert jsd.distill_function().keywords['beta'] == 0.2
 

@@ -13,33 +13,43 @@ from .inputs import _checked_targets
 from .result import DistillLoss
 
 
+def _chunk_gradient(chunk_S: Tensor, chunk_T: Tensor, labels: Tensor,
+                    valid: Tensor, loss_fn, needs_grad: bool,
+                    create_graph: bool):
+    """Run ``loss_fn`` on one chunk of (M, C) logits.
+
+    Returns the sum of its loss over its valid samples, the loss's details
+    and the gradient of that sum w.r.t. ``chunk_S`` (None without
+    ``needs_grad``). With ``create_graph`` the chunk stays attached to the
+    logits it is a part of and the gradient carries a graph; otherwise the
+    chunk's graph is freed once its gradient is taken.
+    """
+    if not create_graph:
+        chunk_S = chunk_S.detach().requires_grad_(needs_grad)
+    with torch.enable_grad():
+        result = loss_fn(chunk_S, chunk_T, labels)
+        # loss_fn averages over its chunk; back to a sum, so that chunks of
+        # any size add up to the mean over all of M.
+        chunk_sum = result.loss * valid.sum()
+    grad = None
+    if needs_grad:
+        grad, = torch.autograd.grad(
+            chunk_sum, chunk_S, create_graph=create_graph)
+    return chunk_sum, result, grad
+
+
 def _chunk_gradients(preds_S: Tensor, preds_T: Tensor, labels: Tensor,
                      valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool,
                      create_graph: bool):
-    """Run ``loss_fn`` over row chunks of the (M, C) logits.
-
-    Yields, per chunk, its rows, the sum of its loss over its valid samples,
-    the loss's details and the gradient of that sum w.r.t. the chunk's
-    student logits (None without ``needs_grad``). With ``create_graph`` the
-    chunks stay attached to ``preds_S`` and the gradients carry a graph;
-    otherwise each chunk's graph is freed once its gradient is taken.
-    """
+    """:func:`_chunk_gradient` over row chunks of the (M, C) logits; yields
+    each chunk's rows with its results."""
     # At least one (possibly empty) chunk, so that zero samples give the
     # same zero loss and empty details as the unchunked function.
     for start in range(0, max(preds_S.shape[0], 1), chunk_size):
         rows = slice(start, start + chunk_size)
-        chunk_S = preds_S[rows]
-        if not create_graph:
-            chunk_S = chunk_S.detach().requires_grad_(needs_grad)
-        with torch.enable_grad():
-            result = loss_fn(chunk_S, preds_T[rows], labels[rows])
-            # loss_fn averages over its chunk; back to a sum, so that chunks
-            # of any size add up to the mean over all of M.
-            chunk_sum = result.loss * valid[rows].sum()
-        grad = None
-        if needs_grad:
-            grad, = torch.autograd.grad(
-                chunk_sum, chunk_S, create_graph=create_graph)
+        chunk_sum, result, grad = _chunk_gradient(
+            preds_S[rows], preds_T[rows], labels[rows], valid[rows], loss_fn,
+            needs_grad, create_graph)
         yield rows, chunk_sum, result, grad
         # Before the next chunk's loss: its gradient would be a second
         # buffer of the chunk's size.

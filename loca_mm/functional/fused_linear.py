@@ -9,21 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .chunked import _chunk_gradients
+from .chunked import _chunk_gradient
 from .inputs import prepare_targets
 from .kd import loca_kd_loss
 from .result import DistillLoss
-
-
-# Within a chunk, the teacher's logits are formed for a quarter of its rows
-# at a time, and the loss runs on an eighth of those: the student's chunk of
-# logits, which becomes its gradient, is then the only chunk-sized buffer.
-# Smaller teacher blocks would make its projection slower (each one reads the
-# whole output weight), and the loss's temporaries, several buffers of its
-# rows (log-softmaxes, calibrated target, cross-entropy), stay a fraction of
-# a chunk.
-_TEACHER_BLOCKS_PER_CHUNK = 4
-_LOSS_BLOCKS_PER_TEACHER_BLOCK = 8
 
 
 def _row_blocks(start: int, stop: int, size: int):
@@ -37,8 +26,8 @@ class _FusedLinearLoss(torch.autograd.Function):
     """Projects row chunks to logits, runs the loss and keeps only the
     gradients w.r.t. the student's hidden states, weight and bias.
 
-    Per chunk of rows: the student's logits (chunk x V), the teacher's for a
-    block of them, and the loss's temporaries for a smaller block. The
+    Per chunk of rows: the student's logits (chunk x V), and for one block
+    of them at a time the teacher's logits and the loss's temporaries. The
     loss's gradient w.r.t. the student's logits overwrites them block by
     block (they are not needed after), then gives the chunk's gradients
     w.r.t. the hidden states and, accumulated into one buffer, the weight.
@@ -50,7 +39,8 @@ class _FusedLinearLoss(torch.autograd.Function):
     def forward(ctx, hidden_S: Tensor, weight_S: Tensor,
                 bias_S: Optional[Tensor], hidden_T: Tensor, weight_T: Tensor,
                 bias_T: Optional[Tensor], labels: Tensor, loss_fn,
-                chunk_size: int, needs_grad: tuple[bool, bool, bool]):
+                chunk_size: int, block_size: int,
+                needs_grad: tuple[bool, bool, bool]):
         needs_hidden, needs_weight, needs_bias = needs_grad
         num_rows = hidden_S.shape[0]
         # Zero rows: nothing to differentiate (the loss is a constant 0).
@@ -67,8 +57,6 @@ class _FusedLinearLoss(torch.autograd.Function):
             torch.zeros(
                 weight_S.shape[0], dtype=accumulate, device=weight_S.device)
             if needs_bias else None)
-        teacher_rows = -(-chunk_size // _TEACHER_BLOCKS_PER_CHUNK)
-        loss_rows = -(-teacher_rows // _LOSS_BLOCKS_PER_TEACHER_BLOCK)
         # Ignored rows were dropped: every row counts.
         valid = torch.ones_like(labels, dtype=torch.bool)
         sums, scales, calibrated = [], [], []
@@ -77,22 +65,22 @@ class _FusedLinearLoss(torch.autograd.Function):
         for chunk in _row_blocks(0, num_rows, chunk_size):
             chunk_hidden = hidden_S[chunk]
             logits_S = F.linear(chunk_hidden, weight_S, bias_S)
-            for block in _row_blocks(chunk.start, chunk.stop, teacher_rows):
+            for block in _row_blocks(chunk.start, chunk.stop, block_size):
                 logits_T = F.linear(hidden_T[block], weight_T, bias_T)
                 block_S = logits_S[block.start - chunk.start:block.stop -
                                    chunk.start]
-                for rows, block_sum, result, grad in _chunk_gradients(
-                        block_S, logits_T, labels[block], valid[block],
-                        loss_fn, loss_rows, any_grad, create_graph=False):
-                    if any_grad:
-                        block_S[rows] = grad
-                    sums.append(block_sum.detach())
-                    scales.append(result.scale.detach())
-                    calibrated.append(result.calibrated)
-                    # The sum's graph holds the student's block, a view that
-                    # would keep this chunk's logits alive into the next.
-                    del block_sum, result, grad
-                del logits_T, block_S
+                block_sum, result, grad = _chunk_gradient(
+                    block_S, logits_T, labels[block], valid[block], loss_fn,
+                    any_grad, create_graph=False)
+                if any_grad:
+                    block_S.copy_(grad)
+                sums.append(block_sum.detach())
+                scales.append(result.scale.detach())
+                calibrated.append(result.calibrated)
+                # The sum's graph holds the student's block, a view that
+                # would keep this chunk's logits alive into the next; the
+                # gradient and the teacher's logits are a block each.
+                del block_sum, result, grad, logits_T, block_S
             if any_grad:
                 grad_logits = logits_S  # overwritten row by row above
                 if needs_hidden:
@@ -139,7 +127,7 @@ class _FusedLinearLoss(torch.autograd.Function):
             None if grad is None else grad.mul_(grad_loss.to(grad.dtype))
             for grad in grads)
         return (grad_hidden, grad_weight, grad_bias, None, None, None, None,
-                None, None, None)
+                None, None, None, None)
 
 
 def _check_projection(name: str, hidden: Tensor, weight: Tensor,
@@ -170,6 +158,7 @@ def fused_linear_distill_loss(student_hidden: Tensor,
                               student_bias: Optional[Tensor] = None,
                               teacher_bias: Optional[Tensor] = None,
                               *,
+                              block_size: int = 256,
                               check_range: bool = True,
                               **loss_kwargs) -> DistillLoss:
     """A distillation loss on logits that are never materialised in full.
@@ -179,8 +168,8 @@ def fused_linear_distill_loss(student_hidden: Tensor,
     ignore_index=..., **loss_kwargs)`` in value and in the gradients w.r.t.
     the student's hidden states, weight and bias (up to float rounding),
     while holding the student's logits of ``chunk_size`` rows at a time
-    (overwritten by their gradient), the teacher's of a quarter of them and
-    the loss's temporaries of an eighth of those. Rows whose label is
+    (overwritten by their gradient) and, for ``block_size`` of those rows at
+    a time, the teacher's logits and the loss's temporaries. Rows whose label is
     ``ignore_index`` are dropped before the projection. The teacher gets no
     gradient. The gradients are computed chunk by chunk in the forward pass,
     as Liger-Kernel's fused losses do; backward only scales them, in place,
@@ -199,10 +188,17 @@ def fused_linear_distill_loss(student_hidden: Tensor,
             divergence of :mod:`.divergences`, or any function with their
             signature whose ``loss`` is the mean over its samples.
             Defaults to :func:`loca_kd_loss`.
-        chunk_size (int): rows per chunk. Defaults to 1024.
+        chunk_size (int): rows per chunk: the gradients w.r.t. the hidden
+            states and the weight are taken once per chunk. Defaults to
+            1024.
         ignore_index (int, optional): label of rows left out of the mean.
         student_bias (Tensor, optional): student output bias (V,).
         teacher_bias (Tensor, optional): teacher output bias (V,).
+        block_size (int): rows per block within a chunk, for the teacher's
+            logits and one call of ``loss_fn``; at most ``chunk_size`` are
+            used. Smaller blocks hold less memory (the loss's temporaries
+            are a few buffers of ``block_size x V``) but make more, smaller
+            calls. Defaults to 256.
         check_range (bool): validate label values once (a GPU
             synchronisation).
         **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).
@@ -211,9 +207,10 @@ def fused_linear_distill_loss(student_hidden: Tensor,
         DistillLoss: the loss and, per row (N,), the LoCa scale (1 on ignored
         rows), the calibrated mask and the mask of kept rows.
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or \
-            chunk_size < 1:
-        raise ValueError(f'chunk_size must be an int >= 1, got {chunk_size!r}')
+    for name, size in (('chunk_size', chunk_size), ('block_size',
+                                                     block_size)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f'{name} must be an int >= 1, got {size!r}')
     _check_projection('student', student_hidden, student_weight, student_bias)
     _check_projection('teacher', teacher_hidden, teacher_weight, teacher_bias)
     if student_weight.shape[0] != teacher_weight.shape[0]:
@@ -248,7 +245,7 @@ def fused_linear_distill_loss(student_hidden: Tensor,
         student_hidden, student_weight, student_bias, teacher_hidden.detach(),
         teacher_weight.detach(),
         None if teacher_bias is None else teacher_bias.detach(), labels,
-        chunk_loss, chunk_size, needs_grad)
+        chunk_loss, chunk_size, min(block_size, chunk_size), needs_grad)
     if not all_kept:
         scale = scale.new_ones(num_rows).index_copy_(0, kept, scale)
         calibrated = calibrated.new_zeros(num_rows).index_copy_(

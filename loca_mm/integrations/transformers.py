@@ -124,6 +124,14 @@ class LoCaDistillArguments(TrainingArguments):
             'tokens per chunk of the per-token loss; bounds its '
             'temporary memory to a few (chunk x vocab) buffers'
         })
+    loss_block_size: int = field(
+        default=256,
+        metadata={
+            'help':
+            'with the fused loss: tokens per block within a chunk, for the '
+            "teacher's logits and the loss's temporaries; smaller blocks "
+            'hold less memory and take more time'
+        })
     fused_loss: bool = field(
         default=True,
         metadata={
@@ -153,9 +161,10 @@ class LoCaDistillArguments(TrainingArguments):
         if self.ce_weight < 0 or self.kd_weight < 0:
             raise ValueError('ce_weight and kd_weight must be >= 0, got '
                              f'{self.ce_weight!r} and {self.kd_weight!r}')
-        if self.loss_chunk_size < 1:
-            raise ValueError('loss_chunk_size must be >= 1, got '
-                             f'{self.loss_chunk_size!r}')
+        for name in ('loss_chunk_size', 'loss_block_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f'{name} must be >= 1, got {getattr(self, name)!r}')
 
     def distill_function(self) -> Callable[..., LF.DistillLoss]:
         """The functional distillation loss with this run's settings."""
@@ -272,7 +281,8 @@ def fused_response_token_loss(student_hidden: Tensor,
                               distill_fn: Callable[..., LF.DistillLoss],
                               ce_weight: float = 0.5,
                               kd_weight: float = 0.5,
-                              chunk_size: int = 1024) -> LF.DistillLoss:
+                              chunk_size: int = 1024,
+                              block_size: int = 256) -> LF.DistillLoss:
     """:func:`response_token_loss` from the models' last hidden states.
 
     The output layers are applied inside the loss, ``chunk_size`` response
@@ -290,6 +300,8 @@ def fused_response_token_loss(student_hidden: Tensor,
             padding positions (not shifted).
         distill_fn, ce_weight, kd_weight, chunk_size: as for
             :func:`response_token_loss`.
+        block_size (int): tokens per block within a chunk (the teacher's
+            logits and the loss's temporaries). Defaults to 256.
 
     Returns:
         DistillLoss: as :func:`response_token_loss`.
@@ -308,6 +320,7 @@ def fused_response_token_loss(student_hidden: Tensor,
         next_token_labels(labels).reshape(-1),
         loss_fn=_ce_plus_distill,
         chunk_size=chunk_size,
+        block_size=block_size,
         ignore_index=IGNORE_INDEX,
         student_bias=student_head.bias,
         teacher_bias=teacher_head.bias,
@@ -413,7 +426,9 @@ def _prepare_deepspeed_teacher(teacher: nn.Module, accelerator) -> nn.Module:
     else:
         zero['stage'] = 0
     engine, *_ = deepspeed.initialize(model=teacher, config=config)
-    return engine.eval()
+    # Not `return engine.eval()`: DeepSpeedEngine.eval returns None.
+    engine.eval()
+    return engine
 
 
 class LoCaDistillTrainer(Trainer):
@@ -649,7 +664,8 @@ class LoCaDistillTrainer(Trainer):
                 self.distill_fn,
                 ce_weight=self.args.ce_weight,
                 kd_weight=self.args.kd_weight,
-                chunk_size=self.args.loss_chunk_size)
+                chunk_size=self.args.loss_chunk_size,
+                block_size=self.args.loss_block_size)
         else:
             outputs = model(**model_inputs)
             with torch.no_grad():

@@ -4,7 +4,8 @@
         [--vocabs 32000 50257] [--chunk-size 256] [--threads 2]
     python tools/benchmark/llm_loss_memory.py --projection \\
         --shapes 4096x50257x768 8192x32000x512 --repeats 3 \\
-        --methods logits fused --chunk-sizes 256 1024 [--response-fraction 1]
+        --methods logits fused fused --chunk-sizes 256 1024 1024 \\
+        --block-sizes 256 256 64 [--response-fraction 1]
 
 For each vocabulary size and loss, a fresh process allocates student and
 teacher logits (tokens x vocab, float32) and labels, runs forward and
@@ -114,7 +115,7 @@ def build_loss(method: str, chunk_size: int, tau: float):
     return trainer_loss
 
 
-def build_projection_loss(method: str, chunk_size: int):
+def build_projection_loss(method: str, chunk_size: int, block_size: int):
     """Loss of (hidden_S, weight_S, hidden_T, weight_T, labels), the
     labels being one sequence of token ids with -100 where not scored."""
     import torch
@@ -147,17 +148,18 @@ def build_projection_loss(method: str, chunk_size: int):
             head_T,
             labels.unsqueeze(0),
             distill_fn,
-            chunk_size=chunk_size).loss
+            chunk_size=chunk_size,
+            block_size=block_size).loss
 
     return materialised if method == 'logits' else fused
 
 
 def measure_projection(method: str, tokens: int, vocab: int, hidden: int,
-                       chunk_size: int, threads: int,
+                       chunk_size: int, block_size: int, threads: int,
                        response_fraction: float) -> dict:
     import torch
     torch.set_num_threads(threads)
-    loss_fn = build_projection_loss(method, chunk_size)
+    loss_fn = build_projection_loss(method, chunk_size, block_size)
     generator = torch.Generator().manual_seed(0)
     h_S = torch.randn(tokens, hidden, generator=generator).requires_grad_()
     h_T = torch.randn(tokens, hidden, generator=generator)
@@ -216,7 +218,7 @@ def main_projection(args) -> None:
     methods alternate, so that a change of the machine's load reaches them
     alike. Ratios are against the first method, per round, then the
     median over rounds."""
-    configs = list(zip(args.methods, args.chunk_sizes))
+    configs = list(zip(args.methods, args.chunk_sizes, args.block_sizes))
     print(f'threads={args.threads}, response fraction '
           f'{args.response_fraction}, {args.repeats} interleaved rounds; '
           'peak MiB above the hidden states and output weights; one '
@@ -225,31 +227,32 @@ def main_projection(args) -> None:
           'backward, medians over rounds; ratios against the first row '
           'of the shape\n')
     table = [
-        '| tokens x vocab, hidden | method | chunk | peak (fwd + bwd) | '
-        'peak ratio | wall (s) | CPU (s) | wall ratio | CPU ratio | loss |',
-        '|---|---|---|---|---|---|---|---|---|---|'
+        '| tokens x vocab, hidden | method | chunk | block | '
+        'peak (fwd + bwd) | peak ratio | wall (s) | CPU (s) | wall ratio | '
+        'CPU ratio | loss |', '|---|---|---|---|---|---|---|---|---|---|---|'
     ]
     for tokens, vocab, hidden in projection_shapes(args):
         buffer = tokens * vocab * 4 / 2**20
         rounds = []
         for repeat in range(args.repeats):
             rounds.append([])
-            for method, chunk_size in configs:
+            for method, chunk_size, block_size in configs:
                 command = [
                     sys.executable, __file__, '--projection', '--worker',
                     f'{method}:{vocab}', '--tokens',
                     str(tokens), '--hidden',
                     str(hidden), '--chunk-size',
-                    str(chunk_size), '--threads',
+                    str(chunk_size), '--block-size',
+                    str(block_size), '--threads',
                     str(args.threads), '--response-fraction',
                     str(args.response_fraction)
                 ]
                 row = run_worker(command)
                 rounds[-1].append(row)
                 print(f'round {repeat + 1}: {tokens}x{vocab}, {hidden} '
-                      f'{method} {chunk_size}: {json.dumps(row)}',
-                      flush=True)
-        for index, (method, chunk_size) in enumerate(configs):
+                      f'{method} {chunk_size}/{block_size}: '
+                      f'{json.dumps(row)}', flush=True)
+        for index, (method, chunk_size, block_size) in enumerate(configs):
             rows = [round_[index] for round_ in rounds]
 
             def median(values):
@@ -266,6 +269,7 @@ def main_projection(args) -> None:
             table.append(
                 f'| {tokens} x {vocab}, {hidden} | '
                 f'{PROJECTION_METHODS[method]} | {chunk_size} | '
+                f"{block_size if method == 'fused' else '-'} | "
                 f'{peak:.0f} MiB ({peak / buffer:.2f} buf) | '
                 f'{peak_ratio:.2f}x less | '
                 f"{median(row['seconds'] for row in rows):.2f} | "
@@ -328,7 +332,18 @@ def main() -> None:
         nargs='+',
         help='with --projection: one chunk size per method (default: '
         'logits 256, the materialised path\'s earlier default; fused 1024 '
-        'and 256)')
+        'twice, in blocks of 256 and 32)')
+    parser.add_argument(
+        '--block-size',
+        type=int,
+        default=256,
+        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--block-sizes',
+        type=int,
+        nargs='+',
+        help='with --projection: the fused loss\'s block size per method '
+        '(ignored for logits; default 256 each)')
     parser.add_argument(
         '--response-fraction',
         type=float,
@@ -353,16 +368,20 @@ def main() -> None:
                 json.dumps(
                     measure_projection(method, args.tokens, int(vocab),
                                        args.hidden, args.chunk_size,
-                                       args.threads, args.response_fraction)))
+                                       args.block_size, args.threads,
+                                       args.response_fraction)))
             return
         if args.methods is None:
             args.methods = ['logits', 'fused', 'fused']
-            args.chunk_sizes = args.chunk_sizes or [256, 1024, 256]
-        if args.chunk_sizes is None or len(args.chunk_sizes) != len(
-                args.methods) or set(args.methods) - set(PROJECTION_METHODS):
+            args.chunk_sizes = args.chunk_sizes or [256, 1024, 1024]
+            args.block_sizes = args.block_sizes or [256, 256, 32]
+        args.block_sizes = args.block_sizes or [256] * len(args.methods)
+        if args.chunk_sizes is None or not len(args.methods) == len(
+                args.chunk_sizes) == len(args.block_sizes) or set(
+                    args.methods) - set(PROJECTION_METHODS):
             parser.error('--projection needs methods from '
                          f'{tuple(PROJECTION_METHODS)} and one --chunk-sizes '
-                         'entry per method')
+                         'and --block-sizes entry per method')
         main_projection(args)
         return
     args.methods = args.methods or list(METHODS)
