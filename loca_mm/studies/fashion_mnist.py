@@ -3,7 +3,7 @@ different quality, with and without LoCa, over paired seeds.
 
 Per teacher the study trains the teacher once, measures its mis-instruction
 rate on the students' augmented training data
-(``tools/analysis_tools/misinstruction.py``) and distils the student with
+(:mod:`loca_mm.analysis.misinstruction`) and distils the student with
 each method and seed; the student alone is trained once per seed. Every
 training is the project's config built into an mmengine Runner by
 :func:`loca_mm.utils.build_runner`, as ``tools/train.py`` does, run in a pool
@@ -25,8 +25,6 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import redirect_stderr, redirect_stdout
@@ -362,28 +360,16 @@ def _train(task: Task) -> dict:
 
 
 def _misinstruction(task: Task) -> dict:
-    """The mis-instruction tool on the students' data, as a process."""
-    command = [
-        sys.executable,
-        str(REPO / 'tools/analysis_tools/misinstruction.py'),
-        str(REPO / task.config), task.info['checkpoint'], '--out-dir',
-        task.work_dir, '--cfg-options', *task.options
-    ]
-    env = dict(os.environ)
-    # The tool imports loca_mm from this checkout, installed or not.
-    env['PYTHONPATH'] = os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
-    env.setdefault('OMP_NUM_THREADS', str(torch_threads()))
+    """The mis-instruction analysis of a teacher on the students' data."""
+    from loca_mm.analysis.misinstruction import (describe,
+                                                 measure_misinstruction)
+    summary = measure_misinstruction(
+        str(REPO / task.config),
+        task.info['checkpoint'],
+        task.work_dir,
+        cfg_options=parse_options(task.options))
     # sys.stdout is the task's run.log here (see run_task).
-    subprocess.run(
-        command,
-        check=True,
-        cwd=REPO,
-        env=env,
-        stdout=sys.stdout,
-        stderr=subprocess.STDOUT)
-    with open(osp.join(task.work_dir, 'misinstruction.json')) as f:
-        summary = json.load(f)
+    print(describe(summary))
     return {
         k: summary[k]
         for k in ('misinstruction_rate', 'teacher_top1', 'num_samples',
@@ -391,24 +377,10 @@ def _misinstruction(task: Task) -> dict:
     }
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children."""
-    import resource
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF),
-                      resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
-def torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
-
-
 def run_task(task: Task) -> dict:
     """Run one task in this process; its output goes to ``run.log``."""
     os.makedirs(task.work_dir, exist_ok=True)
-    start, cpu_start = time.time(), _cpu_seconds()
+    start, cpu_start = time.time(), time.process_time()
     log_path = osp.join(task.work_dir, 'run.log')
     with open(log_path, 'w') as log:
         try:
@@ -423,7 +395,7 @@ def run_task(task: Task) -> dict:
     result['seconds'] = round(time.time() - start, 1)
     # CPU time tells the cost on a shared machine, where wall time also
     # counts the waiting for a core.
-    result['cpu_seconds'] = round(_cpu_seconds() - cpu_start, 1)
+    result['cpu_seconds'] = round(time.process_time() - cpu_start, 1)
     with open(osp.join(task.work_dir, 'result.json'), 'w') as f:
         json.dump({'spec': task.spec(), 'result': result}, f)
     return result
