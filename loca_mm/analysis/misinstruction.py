@@ -301,7 +301,7 @@ def measure_misinstruction(config: str,
     return summary
 
 
-def describe(summary: dict) -> str:
+def summary_text(summary: dict) -> str:
     """The summary in a few lines: rates overall and per class, and what
     LoCa changes."""
     lines = [

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .metrics import bootstrap_crossover, classification_metrics, linear_fit
+from .worker import start_worker
 
 REPO = Path(__file__).resolve().parents[2]
 VANILLA = 'configs/vanilla/fashion_mnist/'
@@ -361,15 +362,15 @@ def _train(task: Task) -> dict:
 
 def _misinstruction(task: Task) -> dict:
     """The mis-instruction analysis of a teacher on the students' data."""
-    from loca_mm.analysis.misinstruction import (describe,
-                                                 measure_misinstruction)
+    from loca_mm.analysis.misinstruction import (measure_misinstruction,
+                                                 summary_text)
     summary = measure_misinstruction(
         str(REPO / task.config),
         task.info['checkpoint'],
         task.work_dir,
         cfg_options=parse_options(task.options))
     # sys.stdout is the task's run.log here (see run_task).
-    print(describe(summary))
+    print(summary_text(summary))
     return {
         k: summary[k]
         for k in ('misinstruction_rate', 'teacher_top1', 'num_samples',
@@ -401,12 +402,6 @@ def run_task(task: Task) -> dict:
     return result
 
 
-def _start_worker(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-    import loca_mm  # noqa: F401  (repairs the stack, registers modules)
-
-
 def _reused(task: Task) -> Optional[dict]:
     path = osp.join(task.work_dir, 'result.json')
     if not osp.exists(path):
@@ -429,10 +424,22 @@ def describe(result: dict) -> str:
     return ', '.join(parts)
 
 
+def worker_threads(jobs: int) -> int:
+    """Intra-op threads of each of ``jobs`` workers: ``OMP_NUM_THREADS``
+    where it is set, else an equal share of the CPUs (at least one)."""
+    configured = os.environ.get('OMP_NUM_THREADS')
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError('OMP_NUM_THREADS must be a positive integer, '
+                             f'got {configured!r}')
+        return int(configured)
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
     """Run the tasks as their dependencies finish, ``jobs`` at a time, each
-    worker with ``cpu_count // jobs`` threads (on a small CPU one thread per
-    run is faster than threads contending within one run).
+    worker with :func:`worker_threads` threads (on a small CPU one thread
+    per run is faster than threads contending within one run).
 
     Returns:
         dict: task name -> result.
@@ -443,11 +450,11 @@ def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
         if missing:
             raise ValueError(f'{task.name} depends on unknown {missing}')
     results, pending, running = {}, list(tasks), {}
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = worker_threads(jobs)
     with ProcessPoolExecutor(
             jobs,
             mp_context=get_context('spawn'),
-            initializer=_start_worker,
+            initializer=start_worker,
             initargs=(threads, )) as pool:
         while pending or running:
             for task in list(pending):

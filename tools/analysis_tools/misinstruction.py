@@ -23,7 +23,7 @@ import argparse
 from typing import Optional, Sequence
 
 # loca_mm first: it repairs the stack for current PyTorch.
-from loca_mm.analysis.misinstruction import (describe,  # noqa: I001
+from loca_mm.analysis.misinstruction import (summary_text,  # noqa: I001
                                              measure_misinstruction)
 from mmengine.config import DictAction
 
@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         seed=args.seed,
         num_examples=args.num_examples,
         cfg_options=args.cfg_options)
-    print(describe(summary))
+    print(summary_text(summary))
     print(f'written to {args.out_dir}')
     return summary
 
