@@ -7,9 +7,10 @@ rate on the students' augmented training data
 each method and seed; the student alone is trained once per seed. Every
 training is the project's config built into an mmengine Runner by
 :func:`loca_mm.utils.build_runner`, as ``tools/train.py`` does, run in a pool
-of worker processes that import the stack once. After training, the network
-is evaluated on the 10,000 test images: top-1, expected calibration error
-(15 bins) and negative log-likelihood.
+of worker processes that import the stack once (one training at a time: in
+the calling process). After training, the network is evaluated on the
+10,000 test images: top-1, expected calibration error (15 bins) and negative
+log-likelihood.
 
 A seed fixes everything that differs between the runs of one method: the
 student's initial weights (saved once per seed and loaded by every method,
@@ -26,7 +27,8 @@ import os
 import os.path as osp
 import statistics
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import (FIRST_COMPLETED, Executor, Future,
+                                ProcessPoolExecutor, wait)
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -436,10 +438,36 @@ def worker_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+class _InThisProcess(Executor):
+    """Runs each task when it is submitted, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
+def _executor(jobs: int, threads: int) -> Executor:
+    """``jobs`` spawned worker processes; for one job this process instead,
+    set up as a worker (a worker would import the stack once more)."""
+    if jobs == 1:
+        start_worker(threads)
+        return _InThisProcess()
+    return ProcessPoolExecutor(
+        jobs,
+        mp_context=get_context('spawn'),
+        initializer=start_worker,
+        initargs=(threads, ))
+
+
 def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
-    """Run the tasks as their dependencies finish, ``jobs`` at a time, each
-    worker with :func:`worker_threads` threads (on a small CPU one thread
-    per run is faster than threads contending within one run).
+    """Run the tasks as their dependencies finish, ``jobs`` at a time (one
+    job: in this process), each worker with :func:`worker_threads` threads
+    (on a small CPU one thread per run is faster than threads contending
+    within one run).
 
     Returns:
         dict: task name -> result.
@@ -450,12 +478,7 @@ def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
         if missing:
             raise ValueError(f'{task.name} depends on unknown {missing}')
     results, pending, running = {}, list(tasks), {}
-    threads = worker_threads(jobs)
-    with ProcessPoolExecutor(
-            jobs,
-            mp_context=get_context('spawn'),
-            initializer=start_worker,
-            initargs=(threads, )) as pool:
+    with _executor(jobs, worker_threads(jobs)) as pool:
         while pending or running:
             for task in list(pending):
                 if len(running) >= jobs:
@@ -588,7 +611,9 @@ def run(teachers: Sequence[str],
         teachers, methods: keys of :data:`TEACHERS` and :data:`METHODS`.
         seeds: the students' seeds.
         work_root (str): parent of the runs' work directories.
-        jobs (int): trainings at once. Defaults to 2.
+        jobs (int): trainings at once. Defaults to 2. With 1, they run in
+            this process, which is then set up as a worker
+            (:func:`loca_mm.studies.worker.start_worker`).
         reuse (bool): keep results of earlier runs with the same config and
             options. Defaults to False.
         options: ``key=value`` overrides for every run (after the study's),
