@@ -1,11 +1,10 @@
 """Helpers for the Fashion-MNIST tests: a small data set in the IDX format
 and a teacher whose every prediction the test knows."""
 import gzip
+import io
 import json
-import os
 import struct
-import subprocess
-import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from _support import REPO, TOOLS, command_line_options, dataloader_options
+from _support import REPO, command_line_options, dataloader_options, load_tool
 
 DISTILL = REPO / 'configs/distill/fashion_mnist'
 PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
@@ -69,8 +68,12 @@ def run_study_tool(tool: str, tmp_path: Path, *args,
     one epoch of batch 32 for every run, output in ``tmp_path/out``, runs in
     ``tmp_path/work``, ``jobs`` trainings at once.
 
+    The script's ``main`` runs in this process (its trainings run in the
+    worker processes it starts): another interpreter would import the
+    stack once more.
+
     Returns:
-        tuple: the script's stdout and its ``results.json``.
+        tuple: what the script printed and its ``results.json``.
     """
     root = write_fashion_mnist(tmp_path / 'data',
                                [i % 10 for i in range(64)], list(range(10)))
@@ -79,25 +82,16 @@ def run_study_tool(tool: str, tmp_path: Path, *args,
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
         'param_scheduler.T_max=1', 'default_hooks.logger.interval=1'
     ]
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(TOOLS / tool), '--out-dir',
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        load_tool(tool).main([
+            '--out-dir',
             str(tmp_path / 'out'), '--work-root',
             str(tmp_path / 'work'), '--jobs',
             str(jobs), *args, '--cfg-options', *toy
-        ],
-        cwd=REPO,
-        env={
-            **os.environ, 'PYTHONWARNINGS': 'ignore'
-        },
-        capture_output=True,
-        text=True,
-        timeout=900)
-    assert completed.returncode == 0, completed.stdout[-3000:] + \
-        completed.stderr[-3000:]
+        ])
     with open(tmp_path / 'out' / 'results.json') as f:
-        return completed.stdout, json.load(f)
+        return printed.getvalue(), json.load(f)
 
 
 def constant_teacher_logits(num_classes: int, predicted: int,

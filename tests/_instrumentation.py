@@ -1,7 +1,8 @@
 """Test instrumentation that the training processes started by
 ``tools/dist_train.sh`` import through ``custom_imports``: a record of the
-files each rank writes, and a hook that interrupts a run. Kept small: every
-training process imports it."""
+files each rank writes, a hook that interrupts a run, and the set-up of the
+suite's other processes (config formatting remembered, the imported stack
+out of garbage collection). Kept small: every training process imports it."""
 import os
 import os.path as osp
 from typing import Optional
@@ -10,6 +11,9 @@ import torch
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from loca_mm.studies.worker import (exclude_imports_from_garbage_collection,
+                                    remember_config_formatting)
 
 # Where each process appends the files it writes through mmengine's file
 # backend (checkpoints included), one file per rank: set by the test, read
@@ -44,6 +48,8 @@ def _record_writes() -> None:
 
 
 _record_writes()
+remember_config_formatting()
+exclude_imports_from_garbage_collection()
 
 
 @HOOKS.register_module()

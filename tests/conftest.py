@@ -1,6 +1,6 @@
 """Suite-wide settings: one thread per process, launcher variables reset
-around each test, Runner configs formatted once, the slow modules first."""
-import functools
+around each test, Runner configs formatted once, the imported stack out of
+garbage collection, the slow modules first."""
 import os
 
 # One intra-op thread per process, in this process and the tools it starts,
@@ -11,7 +11,6 @@ import os
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
 
-import mmengine.config.config as mmengine_config  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -41,30 +40,17 @@ def isolated_launcher_environment():
     reset_launcher_variables()
 
 
-def remember_formatted_text(format_code):
-    """``format_code`` (yapf's ``FormatCode``) with a cache of its results.
-
-    A Runner formats its config with yapf for its log, its dumped config
-    and every checkpoint's meta: the same text several times, a second each
-    on a busy core. yapf's result is a function of the text and the style,
-    so the cache returns exactly what yapf would.
+def pytest_collection_finish(session):
+    """Set up this process as the study sets up its workers, once the test
+    modules have imported the stack: yapf formats each config text once (a
+    Runner formats its config several times, seconds per Runner on a busy
+    core), and the stack's objects stay out of the garbage collections that
+    mmengine starts at every dataset. (Under xdist only the workers collect.)
     """
-
-    @functools.lru_cache(maxsize=64)
-    def formatted(text: str, style: tuple) -> tuple:
-        return format_code(text, style_config=dict(style))
-
-    @functools.wraps(format_code)
-    def cached(text, style_config=None, **kwargs):
-        if kwargs or not isinstance(style_config, dict):
-            return format_code(text, style_config=style_config, **kwargs)
-        return formatted(text, tuple(sorted(style_config.items())))
-
-    return cached
-
-
-mmengine_config.FormatCode = remember_formatted_text(
-    mmengine_config.FormatCode)
+    from loca_mm.studies.worker import (
+        exclude_imports_from_garbage_collection, remember_config_formatting)
+    remember_config_formatting()
+    exclude_imports_from_garbage_collection()
 
 
 def pytest_collection_modifyitems(items):

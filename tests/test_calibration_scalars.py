@@ -1,7 +1,6 @@
 """LoCa's calibration scalars reach mmengine's visualizer backends (the local
 scalars.json and TensorBoard) and the text log with the values the teacher
 implies, each log entry for exactly the iterations since the previous one."""
-import json
 import math
 
 import pytest
@@ -9,6 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import _fashion_mnist_utils as fm
+from _support import dataloader_options, logged_scalars
 
 PREDICTED, LOGIT, ALPHA = 3, 2.0, 0.9
 # Batches of 8 in order, each with 2 images of the teacher's class: LoCa
@@ -29,9 +29,8 @@ def loca_config(tmp_path, labels, log_interval, **options) -> Config:
         fm.save_constant_teacher(teacher, PREDICTED, LOGIT)
     cfg = Config.fromfile(str(fm.DISTILL / f'loca_{fm.PAIR}'))
     cfg.merge_from_dict({
+        **dataloader_options(root, batch_size=8),
         'model.teacher_ckpt': str(teacher),
-        'train_dataloader.dataset.data_root': str(root),
-        'train_dataloader.batch_size': 8,
         'train_dataloader.sampler.shuffle': False,
         'train_cfg.max_epochs': 1,
         'default_hooks.logger.interval': log_interval,
@@ -56,16 +55,15 @@ def test_loca_ratio_and_scale_reach_local_and_tensorboard(tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
 
-    scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
-    with open(scalars_file) as f:
-        logged = [json.loads(line) for line in f]
+    logged, = logged_scalars(tmp_path / 'work')
     train = [entry for entry in logged if 'loca_ratio' in entry]
     assert [entry['step'] for entry in train] == [1, 2, 3, 4]
     for entry in train:
         assert entry['loca_ratio'] == pytest.approx(0.75, abs=1e-7)
         assert entry['loca_scale'] == pytest.approx(EXPECTED_SCALE, abs=1e-6)
 
-    events = EventAccumulator(str(scalars_file.parent))
+    vis_data, = (tmp_path / 'work').glob('*/vis_data')
+    events = EventAccumulator(str(vis_data))
     events.Reload()
     for tag, value in (('loca_ratio', 0.75), ('loca_scale', EXPECTED_SCALE)):
         points = events.Scalars(tag)
@@ -84,9 +82,8 @@ def test_each_log_entry_gives_its_window_exactly(tmp_path):
               [0, 1, 2, 4, 5, 6])  # 6 of 6
     Runner.from_cfg(loca_config(tmp_path, labels, 2)).train()
 
-    scalars_file, = (tmp_path / 'work').glob('*/vis_data/scalars.json')
-    with open(scalars_file) as f:
-        train = [json.loads(line) for line in f if 'loca_ratio' in line]
+    logged, = logged_scalars(tmp_path / 'work')
+    train = [entry for entry in logged if 'loca_ratio' in entry]
     assert [entry['step'] for entry in train] == [2, 4]
     assert train[0]['loca_ratio'] == pytest.approx(8 / 16, abs=1e-7)
     assert train[1]['loca_ratio'] == pytest.approx(6 / 14, abs=1e-7)

@@ -23,7 +23,8 @@ TEACHERS = ('strong', 'weak')
 @pytest.mark.slow
 def test_demo_shows_both_teachers_side_by_side(tmp_path):
     out = tmp_path / 'out'
-    # One training at a time: test_study covers two at once.
+    # One training at a time, in this process: test_study covers two worker
+    # processes.
     stdout, results = fm.run_study_tool(DEMO, tmp_path, jobs=1)
 
     runs = ['student s0'] + [

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import _fashion_mnist_utils as fm
+import mmengine.config.config as mmengine_config
 from loca_mm.studies import fashion_mnist as study
 from loca_mm.studies.metrics import (bootstrap_crossover,
                                      classification_metrics, linear_fit)
+from loca_mm.studies.worker import remember_config_formatting
 
 SCRIPT = 'benchmark/accuracy_fashion_mnist.py'
 
@@ -56,6 +58,40 @@ def test_fit_and_bootstrap_find_a_known_crossover():
     assert boot['opposite_slope'] == 0
     with pytest.raises(ValueError, match='two distinct'):
         linear_fit([1.0, 1.0], [0.0, 1.0])
+
+
+def test_workers_take_omp_num_threads_else_a_share_of_the_cpus(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert study.worker_threads(1) == study.worker_threads(8) == 3
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    monkeypatch.setattr(study.os, 'cpu_count', lambda: 16)
+    assert [study.worker_threads(j) for j in (1, 2, 5, 32)] == [16, 8, 3, 1]
+    for wrong in ('0', 'two'):
+        monkeypatch.setenv('OMP_NUM_THREADS', wrong)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS.*'{wrong}'"):
+            study.worker_threads(2)
+
+
+def test_remembered_config_formatting_is_yapfs():
+    from mmengine.config import Config
+    from yapf.yapflib.yapf_api import FormatCode
+    # The suite's processes are set up as the study's workers (conftest).
+    remember_config_formatting()
+    remember_config_formatting()  # a second call wraps nothing again
+    cached = mmengine_config.FormatCode
+    assert cached.__wrapped__ is FormatCode
+    cfg = Config(dict(model=dict(type='X', depth=[1, 2, 3]), lr=0.1))
+    hits = cached.cache_info().hits
+    first, again = cfg.pretty_text, cfg.pretty_text
+    assert cached.cache_info().hits > hits
+    text = "a = dict(b=1, c=[1, 2, 3], d='a long enough string')\n"
+    for limit in (20, 79):
+        style = dict(based_on_style='pep8', column_limit=limit)
+        assert cached(text, style_config=style) == FormatCode(
+            text, style_config=style)
+    assert cached(text, style_config=dict(column_limit=20)) != cached(
+        text, style_config=dict(column_limit=79))
+    assert first == again
 
 
 def test_every_teacher_and_method_has_its_config():

@@ -3,13 +3,14 @@ different quality, with and without LoCa, over paired seeds.
 
 Per teacher the study trains the teacher once, measures its mis-instruction
 rate on the students' augmented training data
-(``tools/analysis_tools/misinstruction.py``) and distils the student with
+(:mod:`loca_mm.analysis.misinstruction`) and distils the student with
 each method and seed; the student alone is trained once per seed. Every
 training is the project's config built into an mmengine Runner by
 :func:`loca_mm.utils.build_runner`, as ``tools/train.py`` does, run in a pool
-of worker processes that import the stack once. After training, the network
-is evaluated on the 10,000 test images: top-1, expected calibration error
-(15 bins) and negative log-likelihood.
+of worker processes that import the stack once (one training at a time: in
+the calling process). After training, the network is evaluated on the
+10,000 test images: top-1, expected calibration error (15 bins) and negative
+log-likelihood.
 
 A seed fixes everything that differs between the runs of one method: the
 student's initial weights (saved once per seed and loaded by every method,
@@ -25,10 +26,9 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import (FIRST_COMPLETED, Executor, Future,
+                                ProcessPoolExecutor, wait)
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .metrics import bootstrap_crossover, classification_metrics, linear_fit
+from .worker import start_worker
 
 REPO = Path(__file__).resolve().parents[2]
 VANILLA = 'configs/vanilla/fashion_mnist/'
@@ -362,28 +363,16 @@ def _train(task: Task) -> dict:
 
 
 def _misinstruction(task: Task) -> dict:
-    """The mis-instruction tool on the students' data, as a process."""
-    command = [
-        sys.executable,
-        str(REPO / 'tools/analysis_tools/misinstruction.py'),
-        str(REPO / task.config), task.info['checkpoint'], '--out-dir',
-        task.work_dir, '--cfg-options', *task.options
-    ]
-    env = dict(os.environ)
-    # The tool imports loca_mm from this checkout, installed or not.
-    env['PYTHONPATH'] = os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
-    env.setdefault('OMP_NUM_THREADS', str(torch_threads()))
+    """The mis-instruction analysis of a teacher on the students' data."""
+    from loca_mm.analysis.misinstruction import (measure_misinstruction,
+                                                 summary_text)
+    summary = measure_misinstruction(
+        str(REPO / task.config),
+        task.info['checkpoint'],
+        task.work_dir,
+        cfg_options=parse_options(task.options))
     # sys.stdout is the task's run.log here (see run_task).
-    subprocess.run(
-        command,
-        check=True,
-        cwd=REPO,
-        env=env,
-        stdout=sys.stdout,
-        stderr=subprocess.STDOUT)
-    with open(osp.join(task.work_dir, 'misinstruction.json')) as f:
-        summary = json.load(f)
+    print(summary_text(summary))
     return {
         k: summary[k]
         for k in ('misinstruction_rate', 'teacher_top1', 'num_samples',
@@ -391,24 +380,10 @@ def _misinstruction(task: Task) -> dict:
     }
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children."""
-    import resource
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF),
-                      resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
-def torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
-
-
 def run_task(task: Task) -> dict:
     """Run one task in this process; its output goes to ``run.log``."""
     os.makedirs(task.work_dir, exist_ok=True)
-    start, cpu_start = time.time(), _cpu_seconds()
+    start, cpu_start = time.time(), time.process_time()
     log_path = osp.join(task.work_dir, 'run.log')
     with open(log_path, 'w') as log:
         try:
@@ -423,16 +398,10 @@ def run_task(task: Task) -> dict:
     result['seconds'] = round(time.time() - start, 1)
     # CPU time tells the cost on a shared machine, where wall time also
     # counts the waiting for a core.
-    result['cpu_seconds'] = round(_cpu_seconds() - cpu_start, 1)
+    result['cpu_seconds'] = round(time.process_time() - cpu_start, 1)
     with open(osp.join(task.work_dir, 'result.json'), 'w') as f:
         json.dump({'spec': task.spec(), 'result': result}, f)
     return result
-
-
-def _start_worker(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-    import loca_mm  # noqa: F401  (repairs the stack, registers modules)
 
 
 def _reused(task: Task) -> Optional[dict]:
@@ -457,10 +426,48 @@ def describe(result: dict) -> str:
     return ', '.join(parts)
 
 
+def worker_threads(jobs: int) -> int:
+    """Intra-op threads of each of ``jobs`` workers: ``OMP_NUM_THREADS``
+    where it is set, else an equal share of the CPUs (at least one)."""
+    configured = os.environ.get('OMP_NUM_THREADS')
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError('OMP_NUM_THREADS must be a positive integer, '
+                             f'got {configured!r}')
+        return int(configured)
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+class _InThisProcess(Executor):
+    """Runs each task when it is submitted, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
+def _executor(jobs: int, threads: int) -> Executor:
+    """``jobs`` spawned worker processes; for one job this process instead,
+    set up as a worker (a worker would import the stack once more)."""
+    if jobs == 1:
+        start_worker(threads)
+        return _InThisProcess()
+    return ProcessPoolExecutor(
+        jobs,
+        mp_context=get_context('spawn'),
+        initializer=start_worker,
+        initargs=(threads, ))
+
+
 def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
-    """Run the tasks as their dependencies finish, ``jobs`` at a time, each
-    worker with ``cpu_count // jobs`` threads (on a small CPU one thread per
-    run is faster than threads contending within one run).
+    """Run the tasks as their dependencies finish, ``jobs`` at a time (one
+    job: in this process), each worker with :func:`worker_threads` threads
+    (on a small CPU one thread per run is faster than threads contending
+    within one run).
 
     Returns:
         dict: task name -> result.
@@ -471,12 +478,7 @@ def run_tasks(tasks: List[Task], jobs: int, reuse: bool) -> Dict[str, dict]:
         if missing:
             raise ValueError(f'{task.name} depends on unknown {missing}')
     results, pending, running = {}, list(tasks), {}
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(
-            jobs,
-            mp_context=get_context('spawn'),
-            initializer=_start_worker,
-            initargs=(threads, )) as pool:
+    with _executor(jobs, worker_threads(jobs)) as pool:
         while pending or running:
             for task in list(pending):
                 if len(running) >= jobs:
@@ -609,7 +611,9 @@ def run(teachers: Sequence[str],
         teachers, methods: keys of :data:`TEACHERS` and :data:`METHODS`.
         seeds: the students' seeds.
         work_root (str): parent of the runs' work directories.
-        jobs (int): trainings at once. Defaults to 2.
+        jobs (int): trainings at once. Defaults to 2. With 1, they run in
+            this process, which is then set up as a worker
+            (:func:`loca_mm.studies.worker.start_worker`).
         reuse (bool): keep results of earlier runs with the same config and
             options. Defaults to False.
         options: ``key=value`` overrides for every run (after the study's),
