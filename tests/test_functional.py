@@ -233,7 +233,9 @@ def test_loss_gradient_and_scale_match_float64(batch, tau, alpha, beta, mode,
     zs64.requires_grad_()
     ref = reference_loss64(kind, zs64, zt64, labels, tau, alpha, beta, mode)
     ref.backward()
-    assert out.loss.item() == pytest.approx(ref.item(), rel=2e-5, abs=1e-6)
+    # float32 terms of logit gaps near 80 / tau lose about 3e-5 of a small
+    # loss to rounding (found by hypothesis: logits 24 and -60, tau 4).
+    assert out.loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
     torch.testing.assert_close(zs.grad.double(), zs64.grad, rtol=1e-4,
                                atol=1e-6)
     # Per sample: the same samples calibrated as by the definition, with
