@@ -151,7 +151,8 @@ def dkd_loss(preds_S: Tensor,
             # one is kept for backward.
             nckd_step = _grad_factor(weights, tau, dtype, nckd_weight)
             tckd_step = _grad_factor(weights, tau, dtype, tckd_weight)
-            grad = teacher_nt.mul_(_grad_factor(weights, tau, dtype, -nckd_weight))
+            grad = teacher_nt.mul_(
+                _grad_factor(weights, tau, dtype, -nckd_weight))
             grad.addcmul_(student_nt,
                           gap_non_target.mul(tckd_step).add_(nckd_step))
             grad.scatter_(-1, index, gap_y.mul_(tckd_step))

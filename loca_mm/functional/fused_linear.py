@@ -169,8 +169,8 @@ def fused_linear_distill_loss(student_hidden: Tensor,
     the student's hidden states, weight and bias (up to float rounding),
     while holding the student's logits of ``chunk_size`` rows at a time
     (overwritten by their gradient) and, for ``block_size`` of those rows at
-    a time, the teacher's logits and the loss's temporaries. Rows whose label is
-    ``ignore_index`` are dropped before the projection. The teacher gets no
+    a time, the teacher's logits and the loss's temporaries. Rows whose label
+    is ``ignore_index`` are dropped before the projection. The teacher gets no
     gradient. The gradients are computed chunk by chunk in the forward pass,
     as Liger-Kernel's fused losses do; backward only scales them, in place,
     so double backward and a second backward through a retained graph are

@@ -322,8 +322,8 @@ def _loca_statistics(work_dir: str) -> dict:
     runs = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
     if not runs:
         return {}
-    with open(runs[-1]) as f:
-        scalars = [json.loads(line) for line in f if line.strip()]
+    from loca_mm.utils.results import read_scalars
+    scalars = read_scalars(runs[-1])
     result = {}
     for key in ('loca_ratio', 'loca_scale'):
         values = [e[key] for e in scalars if key in e]

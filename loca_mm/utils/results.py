@@ -73,7 +73,9 @@ class ConfigResult:
     teacher: Optional[Stat]
 
 
-def _read_scalars(path: Path) -> List[dict]:
+def read_scalars(path: Path) -> List[dict]:
+    """The records of an mmengine ``scalars.json`` (one JSON object per
+    line); a line that is not one is a ValueError naming the file and line."""
     records = []
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -118,7 +120,7 @@ def read_run(work_dir: str) -> Run:
     # Timestamps sort in time order; a resumed start overrides the epochs
     # it validates again.
     for vis_data in starts:
-        for record in _read_scalars(vis_data / 'scalars.json'):
+        for record in read_scalars(vis_data / 'scalars.json'):
             if STUDENT_KEY in record:
                 student[int(record['step'])] = float(record[STUDENT_KEY])
                 if teacher is None and TEACHER_KEY in record:

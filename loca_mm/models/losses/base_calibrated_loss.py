@@ -105,7 +105,7 @@ class BaseCalibratedLoss(nn.Module):
             ``s`` over the calibrated ones.
         """
         self._sum_pending()
-        # In place: a compiled caller keeps seeing the same buffer.
+        # In place: a compiled caller keeps seeing the same tensor.
         totals = self.calibration_totals.clone()
         self.calibration_totals.zero_()
         return totals
