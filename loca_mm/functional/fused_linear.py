@@ -6,7 +6,6 @@ import functools
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .chunked import _chunk_gradient
@@ -22,17 +21,41 @@ def _row_blocks(start: int, stop: int, size: int):
         yield slice(begin, min(begin + size, stop))
 
 
+# The loss runs on slices of a teacher block whose (rows x V) float32
+# buffers are about this size: its few temporaries then stay in the CPU's
+# cache (and are small next to the chunk on any device), and a slice still
+# has enough elements that the per-call overhead does not matter.
+_LOSS_SLICE_BYTES = 4 * 2**20
+
+
+def _slice_rows(num_classes: int) -> int:
+    """Rows per call of the loss in :class:`_FusedLinearLoss`."""
+    return max(1, _LOSS_SLICE_BYTES // (4 * num_classes))
+
+
+def _project(hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+             out: Tensor) -> Tensor:
+    """``F.linear(hidden, weight, bias)`` written into the first rows of
+    ``out``: one buffer serves every chunk (no fresh pages to fault in)."""
+    out = out[:hidden.shape[0]]
+    if bias is None:
+        return torch.mm(hidden, weight.t(), out=out)
+    return torch.addmm(bias, hidden, weight.t(), out=out)
+
+
 class _FusedLinearLoss(torch.autograd.Function):
     """Projects row chunks to logits, runs the loss and keeps only the
     gradients w.r.t. the student's hidden states, weight and bias.
 
-    Per chunk of rows: the student's logits (chunk x V), and for one block
-    of them at a time the teacher's logits and the loss's temporaries. The
-    loss's gradient w.r.t. the student's logits overwrites them block by
-    block (they are not needed after), then gives the chunk's gradients
-    w.r.t. the hidden states and, accumulated into one buffer, the weight.
-    Nothing the size of the logits is kept for backward; the gradients are
-    computed in the forward pass, backward only scales them.
+    Per chunk of rows: the student's logits (chunk x V); per block of them
+    the teacher's logits (block x V); per slice of a block (a few MiB of
+    logits, :data:`_LOSS_SLICE_BYTES`) one call of the loss, whose
+    temporaries are that small. The loss's gradient w.r.t. the student's
+    logits overwrites them slice by slice (they are not needed after), then
+    gives the chunk's gradients w.r.t. the hidden states and, accumulated
+    into one buffer, the weight. Nothing the size of the logits is kept for
+    backward; the gradients are computed in the forward pass, backward only
+    scales them.
     """
 
     @staticmethod
@@ -42,7 +65,7 @@ class _FusedLinearLoss(torch.autograd.Function):
                 chunk_size: int, block_size: int,
                 needs_grad: tuple[bool, bool, bool]):
         needs_hidden, needs_weight, needs_bias = needs_grad
-        num_rows = hidden_S.shape[0]
+        num_rows, num_classes = hidden_S.shape[0], weight_S.shape[0]
         # Zero rows: nothing to differentiate (the loss is a constant 0).
         any_grad = any(needs_grad) and num_rows > 0
         grad_hidden = torch.empty_like(hidden_S) if needs_hidden else None
@@ -54,9 +77,13 @@ class _FusedLinearLoss(torch.autograd.Function):
                 weight_S.shape, dtype=accumulate, device=weight_S.device)
             if needs_weight else None)
         grad_bias = (
-            torch.zeros(
-                weight_S.shape[0], dtype=accumulate, device=weight_S.device)
+            torch.zeros(num_classes, dtype=accumulate, device=weight_S.device)
             if needs_bias else None)
+        logits_S_buffer = hidden_S.new_empty(
+            (min(chunk_size, num_rows), num_classes))
+        logits_T_buffer = hidden_T.new_empty(
+            (min(block_size, num_rows), num_classes))
+        slice_rows = _slice_rows(num_classes)
         # Ignored rows were dropped: every row counts.
         valid = torch.ones_like(labels, dtype=torch.bool)
         sums, scales, calibrated = [], [], []
@@ -64,25 +91,28 @@ class _FusedLinearLoss(torch.autograd.Function):
         # function's zero loss and empty details.
         for chunk in _row_blocks(0, num_rows, chunk_size):
             chunk_hidden = hidden_S[chunk]
-            logits_S = F.linear(chunk_hidden, weight_S, bias_S)
+            logits_S = _project(chunk_hidden, weight_S, bias_S,
+                                logits_S_buffer)
             for block in _row_blocks(chunk.start, chunk.stop, block_size):
-                logits_T = F.linear(hidden_T[block], weight_T, bias_T)
-                block_S = logits_S[block.start - chunk.start:block.stop -
-                                   chunk.start]
-                block_sum, result, grad = _chunk_gradient(
-                    block_S, logits_T, labels[block], valid[block], loss_fn,
-                    any_grad, create_graph=False)
-                if any_grad:
-                    block_S.copy_(grad)
-                sums.append(block_sum.detach())
-                scales.append(result.scale.detach())
-                calibrated.append(result.calibrated)
-                # The sum's graph holds the student's block, a view that
-                # would keep this chunk's logits alive into the next; the
-                # gradient and the teacher's logits are a block each.
-                del block_sum, result, grad, logits_T, block_S
+                logits_T = _project(hidden_T[block], weight_T, bias_T,
+                                    logits_T_buffer)
+                for rows in _row_blocks(block.start, block.stop, slice_rows):
+                    slice_S = logits_S[rows.start - chunk.start:rows.stop -
+                                       chunk.start]
+                    slice_sum, result, grad = _chunk_gradient(
+                        slice_S,
+                        logits_T[rows.start - block.start:rows.stop -
+                                 block.start], labels[rows], valid[rows],
+                        loss_fn, any_grad, create_graph=False)
+                    if any_grad:
+                        slice_S.copy_(grad)
+                    sums.append(slice_sum.detach())
+                    scales.append(result.scale.detach())
+                    calibrated.append(result.calibrated)
+                    # Freed before the next slice's loss runs.
+                    del slice_sum, result, grad
             if any_grad:
-                grad_logits = logits_S  # overwritten row by row above
+                grad_logits = logits_S  # overwritten slice by slice above
                 if needs_hidden:
                     torch.mm(grad_logits, weight_S, out=grad_hidden[chunk])
                 if needs_weight:
@@ -92,8 +122,7 @@ class _FusedLinearLoss(torch.autograd.Function):
                         grad_weight.add_(grad_logits.t().mm(chunk_hidden))
                 if needs_bias:
                     grad_bias.add_(grad_logits.sum(0))
-                del grad_logits
-            del logits_S
+        del logits_S_buffer, logits_T_buffer
         count = max(num_rows, 1)
         grads = []
         for grad, like in ((grad_hidden, hidden_S), (grad_weight, weight_S),
@@ -158,7 +187,7 @@ def fused_linear_distill_loss(student_hidden: Tensor,
                               student_bias: Optional[Tensor] = None,
                               teacher_bias: Optional[Tensor] = None,
                               *,
-                              block_size: int = 256,
+                              block_size: int = 128,
                               check_range: bool = True,
                               **loss_kwargs) -> DistillLoss:
     """A distillation loss on logits that are never materialised in full.
@@ -168,8 +197,8 @@ def fused_linear_distill_loss(student_hidden: Tensor,
     ignore_index=..., **loss_kwargs)`` in value and in the gradients w.r.t.
     the student's hidden states, weight and bias (up to float rounding),
     while holding the student's logits of ``chunk_size`` rows at a time
-    (overwritten by their gradient) and, for ``block_size`` of those rows at
-    a time, the teacher's logits and the loss's temporaries. Rows whose label
+    (overwritten by their gradient), the teacher's logits of ``block_size``
+    of those rows, and the loss's temporaries of a few MiB. Rows whose label
     is ``ignore_index`` are dropped before the projection. The teacher gets no
     gradient. The gradients are computed chunk by chunk in the forward pass,
     as Liger-Kernel's fused losses do; backward only scales them, in place,
@@ -194,11 +223,12 @@ def fused_linear_distill_loss(student_hidden: Tensor,
         ignore_index (int, optional): label of rows left out of the mean.
         student_bias (Tensor, optional): student output bias (V,).
         teacher_bias (Tensor, optional): teacher output bias (V,).
-        block_size (int): rows per block within a chunk, for the teacher's
-            logits and one call of ``loss_fn``; at most ``chunk_size`` are
-            used. Smaller blocks hold less memory (the loss's temporaries
-            are a few buffers of ``block_size x V``) but make more, smaller
-            calls. Defaults to 256.
+        block_size (int): rows per block within a chunk for the teacher's
+            logits (one ``block_size x V`` buffer); at most ``chunk_size``
+            are used. Smaller blocks hold less memory but make more,
+            smaller matrix products, which run less efficiently. The loss
+            itself runs on slices of a few MiB of logits whatever the
+            block. Defaults to 128.
         check_range (bool): validate label values once (a GPU
             synchronisation).
         **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).

@@ -125,12 +125,12 @@ class LoCaDistillArguments(TrainingArguments):
             'temporary memory to a few (chunk x vocab) buffers'
         })
     loss_block_size: int = field(
-        default=256,
+        default=128,
         metadata={
             'help':
             'with the fused loss: tokens per block within a chunk, for the '
-            "teacher's logits and the loss's temporaries; smaller blocks "
-            'hold less memory and take more time'
+            "teacher's logits; smaller blocks hold less memory and take "
+            'more time'
         })
     fused_loss: bool = field(
         default=True,
@@ -282,7 +282,7 @@ def fused_response_token_loss(student_hidden: Tensor,
                               ce_weight: float = 0.5,
                               kd_weight: float = 0.5,
                               chunk_size: int = 1024,
-                              block_size: int = 256) -> LF.DistillLoss:
+                              block_size: int = 128) -> LF.DistillLoss:
     """:func:`response_token_loss` from the models' last hidden states.
 
     The output layers are applied inside the loss, ``chunk_size`` response
@@ -301,7 +301,7 @@ def fused_response_token_loss(student_hidden: Tensor,
         distill_fn, ce_weight, kd_weight, chunk_size: as for
             :func:`response_token_loss`.
         block_size (int): tokens per block within a chunk (the teacher's
-            logits and the loss's temporaries). Defaults to 256.
+            logits). Defaults to 128.
 
     Returns:
         DistillLoss: as :func:`response_token_loss`.

@@ -5,7 +5,7 @@
     python tools/benchmark/llm_loss_memory.py --projection \\
         --shapes 4096x50257x768 8192x32000x512 --repeats 3 \\
         --methods logits fused fused --chunk-sizes 256 1024 1024 \\
-        --block-sizes 256 256 64 [--response-fraction 1]
+        --block-sizes 128 128 256 [--response-fraction 1]
 
 For each vocabulary size and loss, a fresh process allocates student and
 teacher logits (tokens x vocab, float32) and labels, runs forward and
@@ -332,18 +332,18 @@ def main() -> None:
         nargs='+',
         help='with --projection: one chunk size per method (default: '
         'logits 256, the materialised path\'s earlier default; fused 1024 '
-        'twice, in blocks of 256 and 32)')
+        'twice, in blocks of 128 (the default) and 256)')
     parser.add_argument(
         '--block-size',
         type=int,
-        default=256,
+        default=128,
         help=argparse.SUPPRESS)
     parser.add_argument(
         '--block-sizes',
         type=int,
         nargs='+',
         help='with --projection: the fused loss\'s block size per method '
-        '(ignored for logits; default 256 each)')
+        '(ignored for logits; default 128 each)')
     parser.add_argument(
         '--response-fraction',
         type=float,
@@ -374,8 +374,8 @@ def main() -> None:
         if args.methods is None:
             args.methods = ['logits', 'fused', 'fused']
             args.chunk_sizes = args.chunk_sizes or [256, 1024, 1024]
-            args.block_sizes = args.block_sizes or [256, 256, 32]
-        args.block_sizes = args.block_sizes or [256] * len(args.methods)
+            args.block_sizes = args.block_sizes or [128, 128, 256]
+        args.block_sizes = args.block_sizes or [128] * len(args.methods)
         if args.chunk_sizes is None or not len(args.methods) == len(
                 args.chunk_sizes) == len(args.block_sizes) or set(
                     args.methods) - set(PROJECTION_METHODS):
