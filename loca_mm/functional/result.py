@@ -82,7 +82,9 @@ def _distill_result(preds_S: Tensor,
         student = None
         if student_gradient is not None and not torch.compiler.is_compiling():
             student = _StudentLogits(preds_S, student_gradient, loss_name)
-        loss = _PrecomputedGradient.apply(preds_S, loss, grad, student)
+        # The loss enters in a tuple: autograd does not see it as an input,
+        # so forward may return it as it is instead of a copy.
+        loss = _PrecomputedGradient.apply(preds_S, grad, (loss, ), student)
     calibrated = calibrated.view(-1)
     if ignore_index is not None:
         calibrated = calibrated & valid
@@ -93,11 +95,11 @@ class _PrecomputedGradient(torch.autograd.Function):
     """A scalar loss whose gradient w.r.t. ``preds`` is already known."""
 
     @staticmethod
-    def forward(ctx, preds: Tensor, loss: Tensor, grad: Tensor,
+    def forward(ctx, preds: Tensor, grad: Tensor, loss: tuple[Tensor],
                 student: Optional[_StudentLogits]) -> Tensor:
         ctx.save_for_backward(grad)
         ctx.student = student
-        return loss.clone()
+        return loss[0]
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
