@@ -121,14 +121,15 @@ class BaseCalibratedLoss(nn.Module):
             Tensor: ``factor * loss_weight * result.loss``.
         """
         if self.training and self.collects_stats:
-            if not (self.stats_collected or torch.compiler.is_compiling()):
-                self._warn_uncollected()
             if torch.compiler.is_compiling():
                 self.calibration_totals.add_(calibration_counts(result))
             else:
-                # Not the result itself: its loss may hold the graph.
-                self._pending.append((result.scale.detach(),
-                                      result.calibrated, result.valid))
+                if not self.stats_collected:
+                    self._warn_uncollected()
+                # Not the result itself: its loss may hold the graph. The
+                # scale of the fused losses holds no graph either.
+                self._pending.append(
+                    (result.scale, result.calibrated, result.valid))
                 if len(self._pending) >= PENDING_CALLS:
                     self._sum_pending()
         weight = factor * self.loss_weight
