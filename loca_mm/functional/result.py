@@ -84,7 +84,7 @@ def _distill_result(preds_S: Tensor,
             student = _StudentLogits(preds_S, student_gradient, loss_name)
         # The loss enters in a tuple: autograd does not see it as an input,
         # so forward may return it as it is instead of a copy.
-        loss = _attach_gradient(preds_S, grad, (loss, ), student)
+        loss = _PrecomputedGradient.apply(preds_S, grad, (loss, ), student)
     calibrated = calibrated.view(-1)
     if ignore_index is not None:
         calibrated = calibrated & valid
@@ -110,19 +110,3 @@ class _PrecomputedGradient(torch.autograd.Function):
         if grad_loss.dtype != grad.dtype:
             grad_loss = grad_loss.to(grad.dtype)
         return grad * grad_loss, None, None, None
-
-
-# The C ``apply`` under ``Function.apply``: that Python layer maps the
-# arguments through a pytree for functorch transforms (and is what
-# torch.compile traces); where neither is at work, calling the C one
-# directly saves a few microseconds, a measurable share at small N x C.
-_C_APPLY = super(torch.autograd.Function, _PrecomputedGradient).apply
-
-
-def _attach_gradient(preds: Tensor, grad: Tensor, loss: tuple[Tensor],
-                     student: Optional[_StudentLogits]) -> Tensor:
-    """``_PrecomputedGradient.apply`` of these arguments."""
-    if (torch.compiler.is_compiling()
-            or torch._C._are_functorch_transforms_active()):
-        return _PrecomputedGradient.apply(preds, grad, loss, student)
-    return _C_APPLY(preds, grad, loss, student)
