@@ -21,6 +21,11 @@ def _row_blocks(start: int, stop: int, size: int):
         yield slice(begin, min(begin + size, stop))
 
 
+def _within(rows: slice, outer: slice) -> slice:
+    """The rows of ``rows`` as positions within the rows of ``outer``."""
+    return slice(rows.start - outer.start, rows.stop - outer.start)
+
+
 # The loss runs on slices of a teacher block whose (rows x V) float32
 # buffers are about this size: its few temporaries then stay in the CPU's
 # cache (and are small next to the chunk on any device), and a slice still
@@ -97,13 +102,10 @@ class _FusedLinearLoss(torch.autograd.Function):
                 logits_T = _project(hidden_T[block], weight_T, bias_T,
                                     logits_T_buffer)
                 for rows in _row_blocks(block.start, block.stop, slice_rows):
-                    slice_S = logits_S[rows.start - chunk.start:rows.stop -
-                                       chunk.start]
+                    slice_S = logits_S[_within(rows, chunk)]
                     slice_sum, result, grad = _chunk_gradient(
-                        slice_S,
-                        logits_T[rows.start - block.start:rows.stop -
-                                 block.start], labels[rows], valid[rows],
-                        loss_fn, any_grad, create_graph=False)
+                        slice_S, logits_T[_within(rows, block)], labels[rows],
+                        valid[rows], loss_fn, any_grad, create_graph=False)
                     if any_grad:
                         slice_S.copy_(grad)
                     sums.append(slice_sum.detach())
@@ -122,6 +124,7 @@ class _FusedLinearLoss(torch.autograd.Function):
                         grad_weight.add_(grad_logits.t().mm(chunk_hidden))
                 if needs_bias:
                     grad_bias.add_(grad_logits.sum(0))
+        # Freed before the casts below, which may copy the weight gradient.
         del logits_S_buffer, logits_T_buffer
         count = max(num_rows, 1)
         grads = []
