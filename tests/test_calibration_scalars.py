@@ -38,6 +38,11 @@ def loca_config(tmp_path, labels, log_interval, **options) -> Config:
     })
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.work_dir = str(tmp_path / 'work')
+    # mmengine names its logger and visualizer after the experiment, by
+    # default the config name and the start time to the second: two runs
+    # started within one second would share them, and the second would log
+    # into the first one's directory.
+    cfg.experiment_name = tmp_path.name
     return cfg
 
 

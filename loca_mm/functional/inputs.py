@@ -51,14 +51,18 @@ def _is_soft(logits: Tensor, target: Tensor) -> bool:
 def _flat_labels(logits: Tensor, target: Tensor,
                  ignore_index: Optional[int]) -> tuple[Tensor, Tensor]:
     """:func:`prepare_targets` without the range check."""
-    soft = _is_soft(logits, target)
-    if soft:
+    soft = False
+    # The common case first: every check skipped saves time at small
+    # batches.
+    if target.dtype == torch.int64 and target.shape == logits.shape[:-1]:
+        labels = target
+    elif _is_soft(logits, target):
+        soft = True
         labels = target.argmax(-1)
     elif target.shape == logits.shape[:-1] and not (
             target.is_floating_point() or target.is_complex()
             or target.dtype == torch.bool):
-        # Each skipped no-op call saves microseconds at small batches.
-        labels = target if target.dtype == torch.int64 else target.long()
+        labels = target.long()
     else:
         raise ValueError(
             f'labels of shape {tuple(target.shape)} and dtype {target.dtype} '
@@ -85,7 +89,7 @@ def _check_label_range(labels: Tensor, num_classes: int,
     what = ('a soft label holds NaN' if soft else
             f'a label is outside [0, {num_classes}) and is not ignore_index '
             f'({ignore_index})')
-    if labels.device.type != 'cpu' or torch.compiler.is_compiling():
+    if not labels.is_cpu or torch.compiler.is_compiling():
         # Reading the labels back would stall the device until it catches
         # up (and break a compiled graph); this assertion runs on it.
         in_range = (labels >= 0).logical_and_(labels < num_classes).all()
@@ -130,8 +134,8 @@ def _checked_targets(preds_S: Tensor,
     is left to it and costs nothing while the labels are fine.
     """
     check_logits(preds_S, preds_T)
-    if (gathers_labels and preds_S.device.type == 'cpu'
-            and target.device.type == 'cpu'
+    # is_cpu, not device.type: that makes a device object per call.
+    if (gathers_labels and preds_S.is_cpu and target.is_cpu
             and not torch.compiler.is_compiling()):
         return _flat_labels(preds_S, target, ignore_index)
     return prepare_targets(preds_S, target, ignore_index, check_range)
@@ -174,7 +178,9 @@ def _number(value: float, dtype: torch.dtype) -> float | Tensor:
     is cast to their dtype) without that; one of another dtype would be cast
     on every call. Compiled, the number is a constant of the graph.
     """
-    if torch.compiler.is_compiling():
+    # Dynamo's own check: one Python call where is_compiling() makes two,
+    # and a loss asks here several times per call.
+    if torch.compiler.is_dynamo_compiling():
         return value
     return _number_tensor(value, dtype)
 

@@ -80,11 +80,15 @@ def _distill_result(preds_S: Tensor,
         if grad.dtype != preds_S.dtype:
             grad = grad.to(preds_S.dtype)
         student = None
-        if student_gradient is not None and not torch.compiler.is_compiling():
+        # Dynamo's check (one Python call where is_compiling() makes two):
+        # dynamo cannot trace the weak reference.
+        if (student_gradient is not None
+                and not torch.compiler.is_dynamo_compiling()):
             student = _StudentLogits(preds_S, student_gradient, loss_name)
-        # The loss enters in a tuple: autograd does not see it as an input,
-        # so forward may return it as it is instead of a copy.
-        loss = _PrecomputedGradient.apply(preds_S, grad, (loss, ), student)
+        # The rest enters in a tuple: autograd sees the student logits as
+        # its one tensor input, so forward may return the loss as it is
+        # instead of a copy, and has one input to process.
+        loss = _PrecomputedGradient.apply(preds_S, (loss, grad, student))
     calibrated = calibrated.view(-1)
     if ignore_index is not None:
         calibrated = calibrated & valid
@@ -95,11 +99,13 @@ class _PrecomputedGradient(torch.autograd.Function):
     """A scalar loss whose gradient w.r.t. ``preds`` is already known."""
 
     @staticmethod
-    def forward(ctx, preds: Tensor, grad: Tensor, loss: tuple[Tensor],
-                student: Optional[_StudentLogits]) -> Tensor:
+    def forward(ctx, preds: Tensor,
+                rest: tuple[Tensor, Tensor, Optional[_StudentLogits]]
+                ) -> Tensor:
+        loss, grad, ctx.student = rest
+        # Freed after backward unless the graph is retained.
         ctx.save_for_backward(grad)
-        ctx.student = student
-        return loss[0]
+        return loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
@@ -109,4 +115,4 @@ class _PrecomputedGradient(torch.autograd.Function):
             grad = ctx.student.differentiable(grad)
         if grad_loss.dtype != grad.dtype:
             grad_loss = grad_loss.to(grad.dtype)
-        return grad * grad_loss, None, None, None
+        return grad * grad_loss, None

@@ -37,9 +37,10 @@ def calibration_counts_of(scale: Tensor, calibrated: Tensor,
         Tensor: float (3,), as :func:`calibration_counts`.
     """
     scale = scale.detach()
-    # One (3, M) reduction: each operator call is what costs at small M.
-    return torch.stack((valid.to(scale.dtype), calibrated.to(scale.dtype),
-                        scale * calibrated)).sum(-1).float()
+    # One (3, M) reduction, the masks promoted to scale's dtype by stack:
+    # each operator call is what costs at small M.
+    counts = torch.stack((valid, calibrated, scale * calibrated)).sum(-1)
+    return counts if counts.dtype == torch.float32 else counts.float()
 
 
 def calibration_summary(counts: Tensor) -> dict[str, float]:
