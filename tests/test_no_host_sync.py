@@ -10,6 +10,7 @@ from mmengine.logging import MessageHub
 from loca_mm import functional as LF
 from loca_mm.engine.hooks import publish_calibration_stats
 from loca_mm.models.losses import DKDLoCaLoss, LoCaLoss
+from loca_mm.models.losses.base_calibrated_loss import PENDING_CALLS
 
 # Every way a tensor value reaches Python.
 HOST_READS = [(torch.Tensor, name) for name in (
@@ -159,28 +160,24 @@ def test_published_window_is_exact_and_read_once(monkeypatch):
     assert 'train/loca_scale' not in hub.log_scalars
 
 
-@pytest.mark.parametrize('ignore_index', [None, -100])
 @pytest.mark.parametrize('loss_type', [LoCaLoss, DKDLoCaLoss])
-def test_totals_stay_exact_over_many_calls(loss_type, ignore_index):
-    """Over many eager calls with batches of changing size (summed in two
-    bins without ignore_index, counted per call with it), the totals are
-    the counts of every sample: the numbers of samples exactly, the sum of
-    s to float32 accumulation (the bins add it one sample at a time)."""
-    loss = loss_type(tau=2.0, ignore_index=ignore_index)
+def test_totals_stay_exact_over_many_batched_calls(loss_type):
+    """Eager calls are summed in batches of at most PENDING_CALLS: over
+    more calls than that, with batches of changing size, the totals are
+    still the counts of every sample, and no more calls wait."""
+    loss = loss_type(tau=2.0, ignore_index=-100)
     loss.attach_runner(train_loop_by_epoch=False)
     expected = [0.0, 0.0, 0.0]
-    for call in range(200):
+    for call in range(2 * PENDING_CALLS + 3):
         zs, zt, y = batch(n=3 + call % 5, seed=call)
-        if ignore_index is not None and call % 3 == 0:
-            y[0] = ignore_index
+        y[0] = -100 if call % 3 == 0 else y[0]
         loss(zs, zt, y)
-        counts = reference_counts(zt, y, 2.0, 0.9, 'wrong', ignore_index)
+        counts = reference_counts(zt, y, 2.0, 0.9, 'wrong', -100)
         expected = [a + b for a, b in zip(expected, counts)]
-    totals = loss.take_calibration_totals().tolist()
-    assert totals[:2] == expected[:2]
-    assert totals[2] == pytest.approx(expected[2], rel=1e-5)
-    # Taken: the next window starts from zero.
-    assert loss.take_calibration_totals().tolist() == [0.0, 0.0, 0.0]
+        assert len(loss._pending) < PENDING_CALLS
+    totals = loss.take_calibration_totals()
+    assert totals.tolist() == pytest.approx(expected, rel=1e-6)
+    assert not loss._pending
     # A runner attached afresh starts a new window: nothing is carried.
     loss(*batch(seed=99))
     loss.attach_runner(train_loop_by_epoch=False)
@@ -192,14 +189,14 @@ def test_totals_are_no_buffer_and_follow_the_module(loss_type):
     """A DDP wrapper broadcasts rank 0's buffers to every process before
     each forward (broadcast_buffers=True), and checkpoints hold buffers:
     the counts must be in neither. Moving or casting the model keeps them,
-    in float32, the binned sums of eager calls included."""
+    in float32, pending calls included."""
     model = torch.nn.Sequential(torch.nn.Linear(10, 10), loss_type())
     loss = model[1]
     assert all(t is not loss.calibration_totals for t in model.buffers())
     assert not any('calibration' in k for k in model.state_dict())
     loss.attach_runner(train_loop_by_epoch=False)
     zs, zt, y = batch()
-    loss(zs, zt, y)  # in the bins, not yet in calibration_totals
+    loss(zs, zt, y)  # pending, not yet summed
     model.half().float().to('cpu')
     totals = loss.take_calibration_totals()
     assert totals.dtype == torch.float32

@@ -28,12 +28,12 @@ log-probabilities in place.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from .inputs import _number
+from .inputs import _numbers
 
 CALIBRATION_MODES = ('wrong', 'margin', 'none')
 
@@ -92,25 +92,32 @@ def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
     """
     if calibrate == 'none':
         return _uncalibrated(p_y)
-    # mass_non_target >= p_k, so the denominator is 0 only for a teacher that
-    # is one-hot on the label. Such a sample is never calibrated (p_k < p_y,
-    # and alpha * inf is not < 1), so where() drops the infinite factor.
-    scaled = torch.div(_number(alpha, p_k.dtype),
-                       torch.add(mass_non_target, p_k))
+    scale, calibrated, _, _ = _loca_row_terms(p_y, p_k, mass_non_target,
+                                              alpha, calibrate)
+    return scale, calibrated
+
+
+def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Optional[Tensor],
+                    alpha: float,
+                    calibrate: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """What the losses need of LoCa per sample: ``s``, the calibrated mask,
+    ``log s`` and ``log q_y``. The arguments as for
+    :func:`calibration_scale` (``calibrate`` not ``'none'``), except that
+    ``mass`` may be None: then it is ``1 - p_y``, computed here. One
+    function for all of it, not a chain: each Python call is a measurable
+    share of a loss call at small batches."""
+    alpha, one = _numbers(p_y.dtype, alpha, 1.0)
+    if mass is None:
+        mass = torch.rsub(p_y, one)
+    # mass >= p_k, so the denominator is 0 only for a teacher that is one-hot
+    # on the label. Such a sample is never calibrated (p_k < p_y, and
+    # alpha * inf is not < 1), so where() drops the infinite factor.
+    scaled = torch.div(alpha, torch.add(mass, p_k))
     if calibrate == 'wrong':
         calibrated = p_k >= p_y
     else:  # 'margin'
         calibrated = scaled < 1.0
-    return torch.where(calibrated, scaled,
-                       _number(1.0, scaled.dtype)), calibrated
-
-
-def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Tensor, alpha: float,
-                    calibrate: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """What the losses need of LoCa per sample: ``s``, the calibrated mask,
-    ``log s`` and ``log q_y`` (the arguments as for
-    :func:`calibration_scale`)."""
-    scale, calibrated = calibration_scale(p_y, p_k, mass, alpha, calibrate)
+    scale = torch.where(calibrated, scaled, one)
     # q_y = 1 - s * (1 - p_y) written as p_y + (1 - s) * (1 - p_y): a sum of
     # non-negative terms, without cancellation, and p_y itself where s = 1.
     q_y = torch.addcmul(mass, scale, mass, value=-1.0).add_(p_y)
@@ -131,12 +138,10 @@ def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
     # The label column is overwritten with log q_y below; -inf until then
     # keeps it out of the maximum and out of log p + log s.
     log_p_k = log_p.scatter_(-1, index, float('-inf')).amax(-1, keepdim=True)
-    p_y = log_p_y.exp()
-    # 1 - p_y cancels only where p_y ~ 1, and there the sample is not
+    # mass = 1 - p_y cancels only where p_y ~ 1, and there the sample is not
     # calibrated: 'wrong' needs 1 - p_y >= p_k >= p_y, 'margin'
     # 1 - p_y > alpha / 2. Uncalibrated samples keep q_y = p_y exactly.
     scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        p_y, log_p_k.exp_(), torch.rsub(p_y, _number(1.0, p_y.dtype)),
-        alpha, calibrate)
+        log_p_y.exp_(), log_p_k.exp_(), None, alpha, calibrate)
     log_p.add_(log_scale).scatter_(-1, index, log_q_y)
     return scale, calibrated

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import NoReturn, Optional
 
 import torch
@@ -183,6 +184,14 @@ def _number(value: float, dtype: torch.dtype) -> float | Tensor:
     if torch.compiler.is_dynamo_compiling():
         return value
     return _number_tensor(value, dtype)
+
+
+def _numbers(dtype: torch.dtype, *values: float) -> tuple:
+    """:func:`_number` of each value, asking the compile check once."""
+    if torch.compiler.is_dynamo_compiling():
+        return values
+    # map over the cached C function: no Python frame per value.
+    return tuple(map(_number_tensor, values, itertools.repeat(dtype)))
 
 
 @functools.lru_cache(maxsize=128)

@@ -1,65 +1,21 @@
 """What the LoCa losses share: argument checks, the calibration statistics
 kept on the device, the weight."""
 import warnings
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from loca_mm.functional import (CALIBRATION_MODES, DistillLoss,
-                                calibration_counts)
+                                calibration_counts, calibration_counts_of)
 from .validation import check_choice, check_flag, check_integer, check_real
 
-
-class _CalibrationSums:
-    """The calibration counts of one logging window, on one device.
-
-    ``totals`` holds what :func:`loca_mm.functional.calibration_counts`
-    sums (valid samples, calibrated samples, sum of ``s`` over the
-    calibrated ones); compiled calls and calls that may ignore samples add
-    there. An eager call without ignored samples adds in two operator calls
-    and keeps nothing of its result: every sample is valid and ``s`` is
-    exactly 1 where it was not calibrated, so adding ``s`` into two bins by
-    the calibrated mask sums the number of uncalibrated samples and the
-    ``s`` of the calibrated ones, and the number of samples is known on the
-    host. (Keeping the details of many calls for one sum cost several
-    times as much at small batches: the sum's inputs and the tensors it
-    frees are cold by then.) A plain object with slots, not the module:
-    ``nn.Module`` sets attributes through Python.
-    """
-    __slots__ = ('totals', 'bins', 'samples')
-
-    def __init__(self) -> None:
-        self.totals = torch.zeros(3)
-        self.bins = torch.zeros(2)
-        self.samples = 0
-
-    def add_binned(self, result: DistillLoss) -> None:
-        """Add the counts of a result whose samples are all valid."""
-        scale = result.scale.detach()
-        if scale.dtype != torch.float32:  # float64 logits give float64 s
-            scale = scale.float()
-        self.bins.scatter_add_(0, result.calibrated.long(), scale)
-        self.samples += result.valid.numel()
-
-    def take(self) -> Tensor:
-        """The counts so far as ``totals`` holds them; all restart at zero,
-        in place (a compiled caller keeps seeing the same tensors)."""
-        totals = self.totals.clone()
-        uncalibrated, calibrated_scale = self.bins
-        # Python numbers and device tensors: nothing is read back.
-        totals[0] += self.samples
-        totals[1] += self.samples - uncalibrated
-        totals[2] += calibrated_scale
-        self.totals.zero_()
-        self.bins.zero_()
-        self.samples = 0
-        return totals
-
-    def to(self, device: torch.device) -> None:
-        """Move the sums to ``device``, keeping them (and float32)."""
-        self.totals = self.totals.to(device)
-        self.bins = self.bins.to(device)
+# Eager training calls keep their per-sample details (a few (M,) tensors
+# each) and sum them in one reduction, when the totals are taken or after
+# this many calls: summing each call's counts as it comes would cost several
+# operator calls per training step, a measurable share of a loss call at
+# small batches.
+PENDING_CALLS = 64
 
 
 class BaseCalibratedLoss(nn.Module):
@@ -67,11 +23,11 @@ class BaseCalibratedLoss(nn.Module):
     core).
 
     In training mode (with ``log_stats`` and calibration on) every call adds
-    its :func:`loca_mm.functional.calibration_counts` to float32 sums on
-    the loss's device (not buffers: no checkpoint and no DDP buffer
-    broadcast touches them); nothing is read back to the host. In eager
-    mode without ``ignore_index`` a call costs two operator calls and keeps
-    nothing of its result; compiled, each call adds its counts in its
+    its :func:`loca_mm.functional.calibration_counts` to the float32 tensor
+    ``calibration_totals`` on the loss's device (an attribute, not a buffer:
+    no checkpoint and no DDP buffer broadcast touches it); nothing is read
+    back to the host. In eager mode the additions are batched (at most
+    :data:`PENDING_CALLS` calls wait); compiled, each call adds in its
     graph. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
     when mmengine logs and publishes ``train/loca_ratio`` and
     ``train/loca_scale``; outside mmengine, :meth:`take_calibration_totals`
@@ -101,12 +57,14 @@ class BaseCalibratedLoss(nn.Module):
             owner, 'ignore_index', ignore_index, optional=True)
         self.check_labels = check_flag(owner, 'check_labels', check_labels)
         self.log_stats = check_flag(owner, 'log_stats', log_stats)
-        # Statistics of a logging window, not state of the model: no
-        # buffer, so neither checkpoints nor DDP see them (a DDP wrapper
-        # with broadcast_buffers=True would overwrite every process's
-        # counts with rank 0's before each forward). _apply moves them
-        # with the module.
-        self._sums = _CalibrationSums()
+        # Statistics of a logging window, not state of the model: a plain
+        # attribute, not a buffer, so neither checkpoints nor DDP see it
+        # (a DDP wrapper with broadcast_buffers=True would overwrite every
+        # process's counts with rank 0's before each forward). _apply moves
+        # it with the module.
+        self.calibration_totals = torch.zeros(3)
+        # (scale, calibrated, valid) of the eager calls not yet summed.
+        self._pending: List[Tuple[Tensor, Tensor, Tensor]] = []
         # Set by LoCaLossHook before training (see attach_runner).
         self.stats_collected = False
         self.train_loop_by_epoch: Optional[bool] = None
@@ -114,15 +72,10 @@ class BaseCalibratedLoss(nn.Module):
     def _apply(self, fn, recurse: bool = True):
         # Follow the module's device (.to(), .cuda()); stay float32 and
         # keep the counts (a .half() cast would round them).
-        self._sums.to(fn(self._sums.totals[:0]).device)
+        self._sum_pending()
+        device = fn(self.calibration_totals[:0]).device
+        self.calibration_totals = self.calibration_totals.to(device)
         return super()._apply(fn, recurse)
-
-    @property
-    def calibration_totals(self) -> Tensor:
-        """The float32 (3,) counts that compiled calls add to (eager calls
-        without ``ignore_index`` add elsewhere until
-        :meth:`take_calibration_totals`); on the loss's device."""
-        return self._sums.totals
 
     @property
     def collects_stats(self) -> bool:
@@ -139,7 +92,9 @@ class BaseCalibratedLoss(nn.Module):
         """
         self.stats_collected = True
         self.train_loop_by_epoch = train_loop_by_epoch
-        self._sums.take()
+        self.calibration_totals = torch.zeros(
+            3, device=self.calibration_totals.device)
+        self._pending.clear()
 
     def take_calibration_totals(self) -> Tensor:
         """The calibration counts summed since the last call, on the loss's
@@ -149,7 +104,11 @@ class BaseCalibratedLoss(nn.Module):
             Tensor: float32 (3,): valid samples, calibrated samples, sum of
             ``s`` over the calibrated ones.
         """
-        return self._sums.take()
+        self._sum_pending()
+        # In place: a compiled caller keeps seeing the same tensor.
+        totals = self.calibration_totals.clone()
+        self.calibration_totals.zero_()
+        return totals
 
     def weighted(self, result: DistillLoss, factor: float = 1.0) -> Tensor:
         """Accumulate the calibration statistics and weight the loss.
@@ -162,17 +121,28 @@ class BaseCalibratedLoss(nn.Module):
             Tensor: ``factor * loss_weight * result.loss``.
         """
         if self.training and self.collects_stats:
-            compiling = torch.compiler.is_compiling()
-            if not (compiling or self.stats_collected):
-                self._warn_uncollected()
-            if compiling or self.ignore_index is not None:
-                self._sums.totals.add_(calibration_counts(result))
+            if torch.compiler.is_compiling():
+                self.calibration_totals.add_(calibration_counts(result))
             else:
-                self._sums.add_binned(result)
+                if not self.stats_collected:
+                    self._warn_uncollected()
+                # Not the result itself: its loss may hold the graph. The
+                # scale of the fused losses holds no graph either.
+                self._pending.append(
+                    (result.scale, result.calibrated, result.valid))
+                if len(self._pending) >= PENDING_CALLS:
+                    self._sum_pending()
         weight = factor * self.loss_weight
         # Multiplying by 1 changes nothing but adds an autograd node, a
         # measurable share of the loss's time at small N x C.
         return result.loss if weight == 1.0 else weight * result.loss
+
+    def _sum_pending(self) -> None:
+        """Add the counts of the pending calls to ``calibration_totals``."""
+        if self._pending:
+            details = [torch.cat(parts) for parts in zip(*self._pending)]
+            self._pending.clear()
+            self.calibration_totals.add_(calibration_counts_of(*details))
 
     def _warn_uncollected(self) -> None:
         self.stats_collected = True  # once
