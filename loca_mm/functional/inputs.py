@@ -207,10 +207,20 @@ def _log_softmax(preds: Tensor,
                  dtype: Optional[torch.dtype] = None) -> Tensor:
     """``log_softmax(preds / tau)`` over the last dimension as (M, C), in
     ``dtype`` (by default :func:`_compute_dtype` of ``preds``)."""
-    logits = _as_rows(preds, dtype or _compute_dtype(preds))
-    if tau != 1.0:
-        logits = logits / _number(tau, logits.dtype)
-    return logits.log_softmax(-1)
+    return _log_softmaxes(tau, dtype or _compute_dtype(preds), preds)[0]
+
+
+def _log_softmaxes(tau: float, dtype: torch.dtype,
+                   *preds: Tensor) -> list[Tensor]:
+    """:func:`_log_softmax` of each of ``preds``, the divisor made once."""
+    divisor = None if tau == 1.0 else _number(tau, dtype)
+    log_probs = []
+    for logits in preds:
+        logits = _as_rows(logits, dtype)
+        if divisor is not None:
+            logits = logits / divisor
+        log_probs.append(logits.log_softmax(-1))
+    return log_probs
 
 
 def _as_rows(preds: Tensor, dtype: torch.dtype) -> Tensor:
@@ -248,12 +258,16 @@ def _sample_weights(valid: Tensor, ignore_index: Optional[int], tau: float,
     return (valid * (tau**2 / count)).unsqueeze(-1)
 
 
-def _weighted_sum(terms: Tensor, weights: float | Tensor) -> Tensor:
-    """``(terms * weights).sum()`` for the weights of :func:`_sample_weights`
-    (a number is applied to the sum, one multiplication of a scalar)."""
+def _weight_factors(weights: float | Tensor, tau: float,
+                    dtype: torch.dtype) -> tuple:
+    """For the weights of :func:`_sample_weights`: the factor of the summed
+    terms and that of the student gradient, ``weights / tau``. A number
+    gives both as operands of ``dtype`` (one compile check); per-sample
+    weights give ``(None, weights / tau)``: they weight each term before the
+    sum."""
     if isinstance(weights, Tensor):
-        return terms.mul_(weights).sum()
-    return terms.sum().mul_(_number(weights, terms.dtype))
+        return None, weights / tau
+    return _numbers(dtype, weights, weights / tau)
 
 
 def _grad_factor(weights: float | Tensor,

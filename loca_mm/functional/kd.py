@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from .calibration import _loca_log_probs_, check_calibration_args
-from .inputs import (_checked_targets, _compute_dtype, _grad_factor,
-                     _log_softmax, _refuse_labels, _sample_weights,
-                     _weighted_sum)
+from .inputs import (_checked_targets, _compute_dtype, _log_softmax,
+                     _log_softmaxes, _refuse_labels, _sample_weights,
+                     _weight_factors)
 from .result import DistillLoss, _distill_result
 
 _INF = float('inf')
@@ -64,8 +64,9 @@ def loca_kd_loss(preds_S: Tensor,
     index = labels.unsqueeze(-1)
     dtype = _compute_dtype(preds_S, preds_T)
     weights = _sample_weights(valid, ignore_index, tau, dtype)
-    log_s = _log_softmax(preds_S.detach(), tau, dtype)
-    log_q = _log_softmax(preds_T.detach(), tau, dtype)
+    sum_factor, grad_factor = _weight_factors(weights, tau, dtype)
+    log_s, log_q = _log_softmaxes(tau, dtype, preds_S.detach(),
+                                  preds_T.detach())
     try:
         scale, calibrated = _loca_log_probs_(log_q, index, alpha, calibrate)
     except RuntimeError as error:  # its gather checks the labels
@@ -77,7 +78,9 @@ def loca_kd_loss(preds_S: Tensor,
     # the student has no mass but the teacher has (loss +inf). In place, so
     # without a mask the size of the logits.
     kl_terms = log_q.sub_(log_s).nan_to_num_(0.0, _INF, 0.0).mul_(q)
-    loss = _weighted_sum(kl_terms, weights)
+    # Per-sample weights weight each term; a number, the sum once.
+    loss = (kl_terms.mul_(weights).sum()
+            if sum_factor is None else kl_terms.sum().mul_(sum_factor))
     # That also zeroed the NaN of a student holding NaN (a teacher's stays,
     # in q); it must not become a finite loss. The maximum of log_s is
     # finite (<= 0) unless log_s holds NaN, so adding it times 0 changes
@@ -86,7 +89,7 @@ def loca_kd_loss(preds_S: Tensor,
         loss = loss.add_(log_s.amax(), alpha=0.0)
     del log_q
     if needs_grad:
-        grad = log_s.exp_().sub_(q).mul_(_grad_factor(weights, tau, dtype))
+        grad = log_s.exp_().sub_(q).mul_(grad_factor)
 
     def student_gradient(logits: Tensor) -> Tensor:
         return _log_softmax(logits, tau, dtype).exp().mul(weights / tau)
