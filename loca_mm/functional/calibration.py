@@ -106,13 +106,13 @@ def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Optional[Tensor],
     ``mass`` may be None: then it is ``1 - p_y``, computed here. One
     function for all of it, not a chain: each Python call is a measurable
     share of a loss call at small batches."""
-    alpha, one = _numbers(p_y.dtype, alpha, 1.0)
+    alpha_operand, one = _numbers(p_y.dtype, alpha, 1.0)
     if mass is None:
         mass = torch.rsub(p_y, one)
     # mass >= p_k, so the denominator is 0 only for a teacher that is one-hot
     # on the label. Such a sample is never calibrated (p_k < p_y, and
     # alpha * inf is not < 1), so where() drops the infinite factor.
-    scaled = torch.div(alpha, torch.add(mass, p_k))
+    scaled = torch.div(alpha_operand, torch.add(mass, p_k))
     if calibrate == 'wrong':
         calibrated = p_k >= p_y
     else:  # 'margin'

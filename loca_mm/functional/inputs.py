@@ -266,7 +266,7 @@ def _weight_factors(weights: float | Tensor, tau: float,
     weights give ``(None, weights / tau)``: they weight each term before the
     sum."""
     if isinstance(weights, Tensor):
-        return None, weights / tau
+        return None, _grad_factor(weights, tau, dtype)
     return _numbers(dtype, weights, weights / tau)
 
 
