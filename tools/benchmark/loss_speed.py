@@ -319,13 +319,10 @@ def peak_memory(run: Callable[[], None], device: torch.device) -> int:
     return max(totals) - totals[0]
 
 
-def benchmark_losses(shape: Tuple[int, int],
-                     device: torch.device,
-                     clock: Callable[[], float],
-                     repeats: int,
-                     warmup: int,
-                     with_compiled: bool,
-                     sample_seconds: float = 0.02) -> dict:
+def random_inputs(shape: Tuple[int, int], device: torch.device
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Student logits (N, C) that require grad, teacher logits and labels,
+    the same for every run."""
     num, classes = shape
     generator = torch.Generator().manual_seed(0)
     # Teacher logits a little sharper than the student's, as after training.
@@ -333,6 +330,17 @@ def benchmark_losses(shape: Tuple[int, int],
     preds_S = torch.randn(
         num, classes, generator=generator).to(device).requires_grad_()
     labels = torch.randint(classes, (num, ), generator=generator).to(device)
+    return preds_S, preds_T, labels
+
+
+def benchmark_losses(shape: Tuple[int, int],
+                     device: torch.device,
+                     clock: Callable[[], float],
+                     repeats: int,
+                     warmup: int,
+                     with_compiled: bool,
+                     sample_seconds: float = 0.02) -> dict:
+    preds_S, preds_T, labels = random_inputs(shape, device)
     runs = {
         name: (lambda loss=loss: fwd_bwd(loss, preds_S, preds_T, labels))
         for name, loss in loss_zoo(with_compiled).items()
