@@ -63,10 +63,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def shape_of(text: str) -> tuple:
-    return tuple(int(v) for v in text.lower().split('x'))
-
-
 def _instrumentation(on: bool) -> None:
     """Switch callgrind's counting for this process on or off; the command
     returns once callgrind has done it."""
@@ -82,12 +78,9 @@ def run_child(name: str, shape: tuple, calls: int, warmup: int) -> None:
     import loss_speed  # first: it imports loca_mm before the stack
     import torch
     torch.set_num_threads(1)
-    zoo = loss_speed.loss_zoo(with_compiled=False)
-    if name not in zoo:
-        raise SystemExit(f'unknown loss {name!r}; the zoo has {list(zoo)}')
+    loss = loss_speed.loss_zoo(with_compiled=False)[name]
     preds_S, preds_T, labels = loss_speed.random_inputs(
         shape, torch.device('cpu'))
-    loss = zoo[name]
     for _ in range(warmup):
         loss_speed.fwd_bwd(loss, preds_S, preds_T, labels)
     _instrumentation(True)
@@ -128,8 +121,12 @@ def count(name: str, args: argparse.Namespace) -> Dict[str, float]:
 
 def main() -> None:
     args = parse_args()
+    # Here, not at the top: loss_speed imports torch and the stack, which
+    # --help need not wait for.
+    from loss_speed import loss_zoo, parse_shape, source_version
     if args.child:
-        run_child(args.child, shape_of(args.shape), args.calls, args.warmup)
+        run_child(args.child, parse_shape(args.shape), args.calls,
+                  args.warmup)
         return
     for tool in ('valgrind', 'callgrind_control'):
         if shutil.which(tool) is None:
@@ -137,7 +134,11 @@ def main() -> None:
                              'valgrind (apt install valgrind)')
     if osp.exists(args.out) and not args.force:
         raise SystemExit(f'{args.out} exists; pass --force to overwrite it')
-    from loss_speed import source_version
+    # Before the first valgrind run, not a minute into it.
+    zoo = list(loss_zoo(with_compiled=False))
+    unknown = [name for name in args.losses if name not in zoo]
+    if unknown:
+        raise SystemExit(f'unknown losses {unknown}; the zoo has {zoo}')
     print(f'counting {len(args.losses)} losses, {args.calls} calls each, '
           f'{args.jobs} at a time ...', flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -147,7 +148,7 @@ def main() -> None:
             for name, counts in zip(args.losses, counted)
         ]
     baseline = results[0]
-    print(f'\nper forward + backward at (N, C) = {shape_of(args.shape)}, '
+    print(f'\nper forward + backward at (N, C) = {parse_shape(args.shape)}, '
           f'against {baseline["loss"]}:')
     for entry in results:
         cells = ', '.join(
@@ -160,7 +161,7 @@ def main() -> None:
         json.dump(
             dict(
                 source=source_version(),
-                shape=list(shape_of(args.shape)),
+                shape=list(parse_shape(args.shape)),
                 calls=args.calls,
                 losses=results),
             f,

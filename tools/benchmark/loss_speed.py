@@ -319,6 +319,11 @@ def peak_memory(run: Callable[[], None], device: torch.device) -> int:
     return max(totals) - totals[0]
 
 
+def parse_shape(text: str) -> Tuple[int, ...]:
+    """``'64x100'`` as ``(64, 100)``."""
+    return tuple(int(v) for v in text.lower().split('x'))
+
+
 def random_inputs(shape: Tuple[int, int], device: torch.device
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Student logits (N, C) that require grad, teacher logits and labels,
@@ -489,7 +494,7 @@ def main() -> None:
     if device.type == 'cuda':
         report['device_name'] = torch.cuda.get_device_name(device)
     for text in args.shapes:
-        shape = tuple(int(v) for v in text.lower().split('x'))
+        shape = parse_shape(text)
         result = benchmark_losses(shape, device, clock, args.repeats,
                                   args.warmup, args.compile,
                                   args.sample_ms / 1e3)
