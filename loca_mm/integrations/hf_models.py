@@ -2,6 +2,9 @@
 padding, position limits and an optional LoRA student."""
 from __future__ import annotations
 
+import fnmatch
+import os
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
@@ -30,8 +33,45 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+#: The files ``save_pretrained`` writes for a whole model's weights (sharded
+#: or not), its configs, and ``peft`` adapters, as glob patterns.
+WEIGHT_FILES = ('model*.safetensors', 'model.safetensors.index.json',
+                'pytorch_model*.bin', 'pytorch_model.bin.index.json')
+MODEL_FILES = ('config.json', 'generation_config.json') + WEIGHT_FILES
+ADAPTER_FILES = ('adapter_config.json', 'adapter_model*')
+
+
+def files_matching(folder: str, patterns: Sequence[str]) -> list[str]:
+    """The names in ``folder`` that match one of the glob ``patterns``."""
+    return [
+        name for name in sorted(os.listdir(folder))
+        if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    ]
+
+
+def check_one_model(folder: str) -> None:
+    """Raise ValueError if ``folder`` holds whole-model weights and adapters.
+
+    ``from_pretrained`` of such a folder loads the weights and then applies
+    the adapters on top of them, whichever of the two was saved last.
+    """
+    weights = files_matching(folder, WEIGHT_FILES)
+    adapters = files_matching(folder, ADAPTER_FILES)
+    if weights and adapters:
+        raise ValueError(
+            f'{folder} holds a whole model ({", ".join(weights)}) and LoRA '
+            f'adapters ({", ".join(adapters)}): loading it would apply the '
+            'adapters on top of the weights. Remove the files of the one '
+            'you do not mean (tools/llm/distill.py with '
+            '--overwrite_output_dir removes the earlier model)')
+
+
 def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
     """``AutoModelForCausalLM.from_pretrained(name)`` in the given precision.
+
+    A local directory holding both a whole model and adapters is refused
+    (:func:`check_one_model`); one holding adapters only loads their base
+    model with the adapters applied.
 
     Args:
         name (str): local directory or Hub name.
@@ -41,6 +81,8 @@ def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
     if dtype not in DTYPES:
         raise ValueError(f'dtype must be one of {tuple(DTYPES)}, got '
                          f'{dtype!r}')
+    if osp.isdir(name):
+        check_one_model(name)
     return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype])
 
 
