@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from loca_mm.integrations.hf_models import (  # noqa: E402
-    add_lora, load_causal_lm)
+    add_lora, load_causal_lm, load_model_config, max_positions)
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator, encode_example,
     load_instruction_jsonl)
@@ -491,6 +491,8 @@ def test_a_full_run_over_a_lora_run_leaves_no_adapters(tmp_path, tokenizer):
             'c_attn')
     assert (out / 'adapter_model.safetensors').exists()
     assert (out / 'checkpoint-2').is_dir()
+    # An adapter folder's positions are its base model's.
+    assert max_positions(load_model_config(str(out))) == 128
     trainer = distill(teacher, student, train_file, out, '--max_steps', '3',
                       '--save_strategy', 'no', '--overwrite_output_dir')
     names = sorted(os.listdir(out))

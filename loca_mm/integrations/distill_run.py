@@ -13,7 +13,7 @@ from typing import Optional
 
 from .hf_models import (ADAPTER_FILES, DTYPES, MODEL_FILES, add_lora,
                         check_length_fits, files_matching, load_causal_lm,
-                        load_tokenizer)
+                        load_model_config, load_tokenizer)
 from .instruction_data import (TOKENIZATIONS, InstructionDataset,
                                ResponseOnlyCollator, check_tokenization,
                                load_instruction_jsonl)
@@ -236,20 +236,23 @@ def build_distill_trainer(data_args: ModelDataArguments,
                           ) -> LoCaDistillTrainer:
     """Load the models and data of a run and return its trainer.
 
-    The arguments (:func:`check_run_arguments`) and the records are checked
-    before any model is loaded; a ``max_length`` beyond the positions of
-    either model is refused before any record is encoded.
+    The arguments (:func:`check_run_arguments`), the records and
+    ``max_length`` against the positions of both models (from their
+    configs) are checked before any weights are loaded.
     """
     check_run_arguments(data_args, train_args)
     train_examples = load_instruction_jsonl(data_args.train_file)
     eval_examples = None if data_args.eval_file is None else \
         load_instruction_jsonl(data_args.eval_file)
+    for role in ('student', 'teacher'):
+        name = getattr(data_args, role)
+        check_length_fits(
+            data_args.max_length, [load_model_config(name)],
+            f'--max_length {data_args.max_length} (the {role}, {name})')
     tokenizer = load_tokenizer(data_args.student)
     teacher_tokenizer = load_tokenizer(data_args.teacher)
     student = load_causal_lm(data_args.student, data_args.student_dtype)
     teacher = load_causal_lm(data_args.teacher, data_args.teacher_dtype)
-    check_length_fits(data_args.max_length, (student, teacher),
-                      f'--max_length {data_args.max_length}')
     if data_args.lora_r:
         student = add_lora(student, data_args.lora_r, data_args.lora_alpha,
                            data_args.lora_dropout,

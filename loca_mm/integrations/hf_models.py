@@ -3,6 +3,7 @@ padding, position limits and an optional LoRA student."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import os.path as osp
 from typing import Optional, Sequence
@@ -86,19 +87,32 @@ def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
     return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype])
 
 
-def max_positions(model: nn.Module) -> Optional[int]:
-    """The number of positions the model embeds, None if it has no limit."""
-    config = getattr(model, 'config', None)
+def load_model_config(name: str):
+    """The config of a causal LM, read without its weights; for a folder of
+    ``peft`` adapters, the config of their base model."""
+    from transformers import AutoConfig
+    adapter_config = osp.join(name, 'adapter_config.json')
+    if osp.isfile(adapter_config) and not osp.isfile(
+            osp.join(name, 'config.json')):
+        with open(adapter_config, encoding='utf-8') as f:
+            name = json.load(f)['base_model_name_or_path']
+    return AutoConfig.from_pretrained(name)
+
+
+def max_positions(model) -> Optional[int]:
+    """The number of positions a model (or a model config) embeds, None if
+    it has no limit."""
+    config = getattr(model, 'config', model)
     return getattr(config, 'max_position_embeddings', None)
 
 
-def check_length_fits(length: int, models: Sequence[nn.Module],
-                      what: str) -> None:
+def check_length_fits(length: int, models: Sequence, what: str) -> None:
     """Raise ValueError if ``length`` tokens exceed a model's positions.
 
     Args:
         length (int): the number of positions needed.
-        models (Sequence[nn.Module]): the models that will see them.
+        models (Sequence): the models that will see them, or their configs
+            (:func:`load_model_config`).
         what (str): what needs them, for the message.
     """
     for model in models:
