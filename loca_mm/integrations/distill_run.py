@@ -24,9 +24,8 @@ from .transformers import LoCaDistillArguments, LoCaDistillTrainer
 RUN_ARGS_FILE = 'distill_args.json'
 #: What an earlier run leaves in its output directory besides tokenizer
 #: files: the model, its checkpoints and the run's records.
-RUN_OUTPUTS = MODEL_FILES + ADAPTER_FILES + ('checkpoint-*',
-                                             'trainer_state.json',
-                                             RUN_ARGS_FILE)
+RUN_OUTPUTS = MODEL_FILES + ADAPTER_FILES + (
+    'checkpoint-*', 'trainer_state.json', RUN_ARGS_FILE)
 
 
 @dataclass
@@ -155,15 +154,14 @@ def check_run_arguments(data_args: ModelDataArguments,
             'only: set --eval_strategy steps or epoch')
     output_dir = train_args.output_dir
     resume = train_args.resume_from_checkpoint
-    if data_args.overwrite_output_dir and resume and osp.commonpath(
-        [osp.abspath(output_dir), osp.abspath(resume)]) == osp.abspath(
-            output_dir):
-        raise ValueError(
-            f'--overwrite_output_dir would remove --resume_from_checkpoint '
-            f'{resume}, which lies in --output_dir {output_dir}')
+    if data_args.overwrite_output_dir and resume:
+        folder = osp.abspath(output_dir)
+        if osp.commonpath([folder, osp.abspath(resume)]) == folder:
+            raise ValueError(
+                '--overwrite_output_dir would remove --resume_from_checkpoint '
+                f'{resume}, which lies in --output_dir {output_dir}')
     if osp.isdir(output_dir) and os.listdir(output_dir) and not (
-            data_args.overwrite_output_dir
-            or train_args.resume_from_checkpoint):
+            data_args.overwrite_output_dir or resume):
         held = sorted(os.listdir(output_dir))
         shown = ', '.join(held[:5]) + (', ...' if len(held) > 5 else '')
         raise FileExistsError(

@@ -11,9 +11,10 @@ are tokenized as in its training (``distill_args.json`` beside it); an
 explicit ``--tokenization`` that differs is used, with a warning. Each DATA
 file is Dolly JSONL (``instruction``, ``context``, ``response``) or MiniLLM
 JSONL (``instruction``, ``input``, ``output``, with ``output`` a string or a
-list of references), e.g. the Dolly validation split, S-NI and UnNI. Greedy by default; ``--do-sample`` samples as MiniLLM
-does (temperature 1, top_k 0, top_p 1) once per seed and reports the mean
-and standard deviation. Prints one ROUGE-L (percent) per file.
+list of references), e.g. the Dolly validation split, S-NI and UnNI.
+Greedy by default; ``--do-sample`` samples as MiniLLM does (temperature 1,
+top_k 0, top_p 1) once per seed and reports the mean and standard
+deviation. Prints one ROUGE-L (percent) per file.
 """
 from __future__ import annotations
 
