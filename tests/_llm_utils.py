@@ -14,7 +14,8 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 # imports) load beside the CPU build of torch.
 import loca_mm  # noqa: E402,F401,I001
 import torch  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from tokenizers import (  # noqa: E402
+    Tokenizer, models, pre_tokenizers, processors)
 from transformers import (  # noqa: E402
     GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
     PreTrainedTokenizerFast)
@@ -58,10 +59,16 @@ RECORDS = [
 ]
 
 
-def build_tokenizer(texts, extra_words=()) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over the words of ``texts`` and templates."""
+def build_tokenizer(texts,
+                    extra_words=(),
+                    bos=False) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the words of ``texts`` and templates;
+    with ``bos``, one that starts every encoding with ``[BOS]`` (as LLaMA's),
+    so that the two tokenizations of prompts differ."""
     pre_tokenizer = pre_tokenizers.Whitespace()
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    if bos:
+        vocab['[BOS]'] = len(vocab)
     for text in [PROMPT_WITH_CONTEXT, PROMPT_WITHOUT_CONTEXT, *texts]:
         for word, _ in pre_tokenizer.pre_tokenize_str(text):
             vocab.setdefault(word, len(vocab))
@@ -69,11 +76,17 @@ def build_tokenizer(texts, extra_words=()) -> PreTrainedTokenizerFast:
         vocab.setdefault(word, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
     backend.pre_tokenizer = pre_tokenizer
+    if bos:
+        backend.post_processor = processors.TemplateProcessing(
+            single='[BOS] $A', special_tokens=[('[BOS]', vocab['[BOS]'])])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token='[UNK]',
         pad_token='[PAD]',
-        eos_token='[EOS]')
+        eos_token='[EOS]',
+        **({
+            'bos_token': '[BOS]'
+        } if bos else {}))
 
 
 def instruction_examples(records=RECORDS):
@@ -132,3 +145,15 @@ def write_jsonl(path, records) -> str:
         for record in records:
             f.write(json.dumps(record) + '\n')
     return str(path)
+
+
+def save_models(folder, tokenizer, seeds=(('teacher', 1), ('student', 0))):
+    """Tiny GPT-2 teacher and student saved with the tokenizer; returns
+    their folders."""
+    folders = []
+    for name, seed in seeds:
+        path = folder / name
+        tiny_gpt2(tokenizer, seed).save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        folders.append(str(path))
+    return folders

@@ -17,11 +17,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+from loca_mm.integrations.hf_models import (  # noqa: E402
+    add_lora, load_causal_lm, load_model_config, max_positions)
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator, encode_example,
     load_instruction_jsonl)
 from loca_mm.integrations.instruction_eval import (  # noqa: E402
-    generate_responses, rouge_l)
+    evaluate_rouge_l, generate_responses, rouge_l)
 from loca_mm.integrations.transformers import (  # noqa: E402
     LoCaDistillArguments, LoCaDistillTrainer, next_token_labels,
     response_token_loss)
@@ -404,3 +406,161 @@ def test_batched_greedy_generation_matches_one_by_one(tokenizer, examples):
         assert response == tokenizer.decode(
             ids[0, prompt_length:], skip_special_tokens=True).strip()
     assert tokenizer.padding_side == 'right'
+
+
+def distill(teacher, student, train_file, out, *flags):
+    """``tools/llm/distill.py`` on tiny models for a few CPU steps."""
+    return load_tool('distill').main([
+        '--teacher', teacher, '--student', student, '--train_file',
+        train_file, '--output_dir',
+        str(out), '--max_length', '96', '--max_prompt_length', '64',
+        '--use_cpu', 'true', '--report_to', 'none', '--disable_tqdm', 'true',
+        '--learning_rate', '1e-2', '--per_device_train_batch_size', '3',
+        '--loss_chunk_size', '16', '--seed', '0', *flags
+    ])
+
+
+def logits_of(model, trainer):
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    inputs = {k: v for k, v in batch.items() if k != 'labels'}
+    with torch.no_grad():
+        return model.eval()(**inputs).logits
+
+
+@pytest.mark.parametrize(
+    'flags,error,message',
+    [(['--max_length', '128'], ValueError,
+      r'need 0 < --max_prompt_length < --max_length, got '
+      r'--max_prompt_length 256 and --max_length 128'),
+     (['--train_file', 'missing.jsonl'], FileNotFoundError,
+      '--train_file missing.jsonl: no such file'),
+     (['--eval_strategy', 'steps'], ValueError,
+      '--eval_strategy steps needs an --eval_file'),
+     (['--eval_file', 'TRAIN'], ValueError,
+      'is scored at evaluations only: set --eval_strategy'),
+     (['--lora_r', '-1'], ValueError, '--lora_r must be >= 0'),
+     (['--train_file', 'BAD'], ValueError, r'bad.jsonl:1: not valid JSON')])
+def test_arguments_and_records_are_checked_before_any_model_loads(
+        tmp_path, flags, error, message):
+    train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_text('{"instruction": \n')
+    flags = [{
+        'TRAIN': train_file,
+        'BAD': str(bad)
+    }.get(flag, flag) for flag in flags]
+    # No model exists: a check made after loading would fail on the paths.
+    missing = str(tmp_path / 'no_model')
+    argv = [
+        '--teacher', missing, '--student', missing, '--train_file',
+        train_file, '--output_dir',
+        str(tmp_path / 'out'), '--use_cpu', 'true', '--report_to', 'none'
+    ]
+    with pytest.raises(error, match=message):
+        load_tool('distill').main(argv + flags)
+
+
+def test_a_used_output_dir_is_refused_unless_overwritten(tmp_path, tokenizer):
+    teacher, student = U.save_models(tmp_path, tokenizer)
+    train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
+    out = tmp_path / 'run'
+    distill(teacher, student, train_file, out, '--max_steps', '2',
+            '--save_strategy', 'no')
+    weights = (out / 'model.safetensors').read_bytes()
+    # Checked before a model is loaded: the student does not even exist.
+    with pytest.raises(
+            FileExistsError,
+            match=r'--output_dir .*run is not empty \(.*model.safetensors'
+            r'.*\); pass --overwrite_output_dir'):
+        distill(teacher, str(tmp_path / 'no_model'), train_file, out,
+                '--max_steps', '2')
+    assert (out / 'model.safetensors').read_bytes() == weights
+    # Overwriting while resuming a checkpoint in that folder is refused.
+    with pytest.raises(ValueError, match='would remove '
+                       '--resume_from_checkpoint'):
+        distill(teacher, student, train_file, out, '--overwrite_output_dir',
+                '--resume_from_checkpoint', str(out / 'checkpoint-2'))
+
+
+def test_a_full_run_over_a_lora_run_leaves_no_adapters(tmp_path, tokenizer):
+    teacher, student = U.save_models(tmp_path, tokenizer)
+    train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
+    out = tmp_path / 'run'
+    distill(teacher, student, train_file, out, '--max_steps', '2',
+            '--save_steps', '2', '--lora_r', '4', '--lora_target_modules',
+            'c_attn')
+    assert (out / 'adapter_model.safetensors').exists()
+    assert (out / 'checkpoint-2').is_dir()
+    # An adapter folder's positions are its base model's.
+    assert max_positions(load_model_config(str(out))) == 128
+    trainer = distill(teacher, student, train_file, out, '--max_steps', '3',
+                      '--save_strategy', 'no', '--overwrite_output_dir')
+    names = sorted(os.listdir(out))
+    assert not [n for n in names if n.startswith(('adapter_', 'checkpoint-'))
+                ], names
+    # The folder loads as the full student just trained, nothing on top.
+    reloaded = load_causal_lm(str(out))
+    assert type(reloaded).__name__ == 'GPT2LMHeadModel'
+    torch.testing.assert_close(
+        logits_of(reloaded, trainer), logits_of(trainer.model, trainer))
+    assert not torch.allclose(
+        logits_of(reloaded, trainer),
+        logits_of(AutoModelForCausalLM.from_pretrained(student), trainer))
+
+
+def test_the_loader_refuses_weights_beside_adapters(tmp_path, tokenizer):
+    folder = tmp_path / 'mixed'
+    U.tiny_gpt2(tokenizer, 0).save_pretrained(folder)
+    add_lora(U.tiny_gpt2(tokenizer, 0), 4,
+             target_modules=['c_attn']).save_pretrained(folder)
+    with pytest.raises(
+            ValueError,
+            match=r'holds a whole model \(model.safetensors\) and LoRA '
+            r'adapters \(adapter_config.json, adapter_model.safetensors\)'):
+        load_causal_lm(str(folder))
+
+
+def test_the_run_records_its_arguments_and_log_and_eval_reads_them(
+        tmp_path, recwarn):
+    bos_tokenizer = U.build_tokenizer(U.record_texts(), bos=True)
+    teacher, student = U.save_models(tmp_path, bos_tokenizer)
+    train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
+    out = tmp_path / 'run'
+    trainer = distill(teacher, student, train_file, out, '--max_steps', '3',
+                      '--logging_steps', '1', '--save_strategy', 'no',
+                      '--tokenization', 'minillm')
+    recorded = json.loads((out / 'distill_args.json').read_text())
+    assert recorded['model_data']['tokenization'] == 'minillm'
+    assert recorded['model_data']['max_length'] == 96
+    assert recorded['model_data']['train_file'] == train_file
+    assert recorded['training']['max_steps'] == 3
+    # The log history is saved although no checkpoint is.
+    state = json.loads((out / 'trainer_state.json').read_text())
+    assert [h['loss'] for h in state['log_history'] if 'loss' in h] == [
+        h['loss'] for h in trainer.state.log_history if 'loss' in h
+    ] and len([h for h in state['log_history'] if 'loss' in h]) == 3
+    assert not [n for n in os.listdir(out) if n.startswith('checkpoint-')]
+    # eval_rouge.py prompts as in training unless told otherwise.
+    examples = U.instruction_examples()
+    expected = {
+        tokenization: evaluate_rouge_l(trainer.model, bos_tokenizer,
+                                       examples, 4, 8, None, tokenization)
+        for tokenization in ('minillm', 'separate')
+    }
+    assert expected['minillm'][1] != expected['separate'][1]
+    for flags, tokenization in (([], 'minillm'),
+                                (['--tokenization', 'separate'], 'separate')):
+        output = tmp_path / f'rouge_{tokenization}.json'
+        scores = load_tool('eval_rouge').main([
+            str(out), train_file, '--max-new-tokens', '4', '--output',
+            str(output), *flags
+        ])
+        saved = json.loads(output.read_text())
+        assert saved['tokenization'] == tokenization
+        assert saved['results'][train_file]['responses'] == \
+            expected[tokenization][1]
+        assert scores[train_file] == pytest.approx(expected[tokenization][0])
+    conflicts = [str(w.message) for w in recwarn if 'differs' in
+                 str(w.message)]
+    assert len(conflicts) == 1 and "--tokenization separate differs from " \
+        "'minillm', which the model was trained with" in conflicts[0]

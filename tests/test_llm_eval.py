@@ -13,11 +13,13 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 import _llm_utils as U  # noqa: E402  (imports loca_mm before transformers)
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from test_llm_distill import load_tool  # noqa: E402
+from test_llm_distill import distill, load_tool  # noqa: E402
 from tokenizers import processors  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from loca_mm.integrations import instruction_eval as E  # noqa: E402
+from loca_mm.integrations.distill_run import read_run_args  # noqa: E402
+from loca_mm.integrations.hf_models import load_causal_lm  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     IGNORE_INDEX, encode_example, load_instruction_jsonl, prompt_token_ids)
 
@@ -191,48 +193,55 @@ def test_minillm_tokenization_has_no_bos(tokenizer, examples):
     assert prompt == prompt_token_ids(with_bos, example.prompt)[1:]
 
 
-def test_rouge_callback_picks_the_best_checkpoint(tmp_path, tokenizer):
-    teacher_dir, student_dir = tmp_path / 'teacher', tmp_path / 'student'
-    for directory, seed in ((teacher_dir, 1), (student_dir, 0)):
-        U.tiny_gpt2(tokenizer, seed).save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+def test_rouge_l_is_logged_and_picks_the_best_checkpoint(
+        tmp_path, tokenizer, capsys):
+    teacher, student = U.save_models(tmp_path, tokenizer)
     data = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
     out = tmp_path / 'run'
-    trainer = load_tool('distill').main([
-        '--teacher',
-        str(teacher_dir), '--student',
-        str(student_dir), '--train_file', data, '--eval_file', data,
-        '--rouge_limit', '3', '--rouge_max_new_tokens', '6', '--output_dir',
-        str(out), '--max_length', '96', '--max_prompt_length', '64',
-        '--use_cpu', 'true', '--report_to', 'none', '--disable_tqdm', 'true',
-        '--max_steps', '3', '--learning_rate', '3e-2',
-        '--per_device_train_batch_size', '3', '--eval_strategy', 'steps',
-        '--eval_steps', '1', '--save_steps', '1', '--metric_for_best_model',
-        'rougeL', '--load_best_model_at_end', 'true', '--seed', '0'
-    ])
+    trainer = distill(teacher, student, data, out, '--eval_file', data,
+                      '--rouge_limit', '3', '--rouge_max_new_tokens', '6',
+                      '--max_steps', '3', '--learning_rate', '3e-2',
+                      '--eval_strategy', 'steps', '--eval_steps', '1',
+                      '--save_steps', '1', '--metric_for_best_model',
+                      'rougeL', '--load_best_model_at_end', 'true')
     evaluations = [h for h in trainer.state.log_history if 'eval_loss' in h]
     assert len(evaluations) == 3
     scores = [h['eval_rougeL'] for h in evaluations]
+    # The score is in the log entry as it is sent: the console printed it.
+    printed = [
+        line for line in capsys.readouterr().out.splitlines()
+        if "'eval_loss'" in line
+    ]
+    assert len(printed) == 3 and all("'eval_rougeL'" in line
+                                     for line in printed), printed
     best = max(scores)
     assert trainer.state.best_metric == best
     step = evaluations[scores.index(best)]['step']
-    assert trainer.state.best_model_checkpoint.endswith(f'checkpoint-{step}')
+    checkpoint = out / f'checkpoint-{step}'
+    assert trainer.state.best_model_checkpoint == str(checkpoint)
+    # The best checkpoint's own ROUGE-L is the logged one.
+    rescored, _ = E.evaluate_rouge_l(
+        load_causal_lm(str(checkpoint)), tokenizer,
+        U.instruction_examples()[:3], 6, 8)
+    assert rescored == pytest.approx(best)
+    # A checkpoint's run arguments are those of its run folder.
+    assert read_run_args(str(checkpoint))[1] == str(out / 'distill_args.json')
 
 
 def test_distill_tool_refuses_a_length_beyond_the_positions(
         tmp_path, tokenizer):
     model_dir = tmp_path / 'model'
-    U.tiny_gpt2(tokenizer, 0).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    U.tiny_gpt2(tokenizer, 0).config.save_pretrained(model_dir)
+    # Only the config is there: the check happens before any weights load.
     with pytest.raises(
             ValueError,
-            match='--max_length 200 needs 200 '
-            'positions but GPT2LMHeadModel embeds only 128'):
+            match=r'--max_length 200 \(the student, .*model\) needs 200 '
+            'positions but GPT2Config embeds only 128'):
         load_tool('distill').main([
             '--teacher',
             str(model_dir), '--student',
             str(model_dir), '--train_file',
             U.write_jsonl(tmp_path / 't.jsonl', U.RECORDS), '--output_dir',
-            str(tmp_path / 'o'), '--max_length', '200', '--use_cpu', 'true',
-            '--report_to', 'none'
+            str(tmp_path / 'o'), '--max_length', '200', '--max_prompt_length',
+            '64', '--use_cpu', 'true', '--report_to', 'none'
         ])

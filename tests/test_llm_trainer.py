@@ -10,7 +10,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 import _llm_utils as U  # noqa: E402  (imports loca_mm before transformers)
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import GPT2LMHeadModel  # noqa: E402
+from transformers import GPT2LMHeadModel, TrainerCallback  # noqa: E402
 
 from test_llm_distill import make_args  # noqa: E402
 
@@ -18,6 +18,8 @@ from loca_mm import functional as LF  # noqa: E402
 from loca_mm.integrations.hf_models import add_lora  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     IGNORE_INDEX, InstructionDataset, ResponseOnlyCollator)
+from loca_mm.integrations.instruction_eval import (  # noqa: E402
+    RougeLMetric, evaluate_rouge_l)
 from loca_mm.integrations.transformers import (  # noqa: E402
     LoCaDistillArguments, LoCaDistillTrainer, response_token_loss)
 
@@ -330,3 +332,39 @@ def test_dtype_flags_and_a_bfloat16_teacher(tmp_path, tokenizer, dataset):
     torch.testing.assert_close(loss, loss_ref)
     for name in grads_ref:
         torch.testing.assert_close(grads[name], grads_ref[name], msg=name)
+
+
+def test_generation_metrics_are_logged_with_the_evaluation(
+        tmp_path, tokenizer, dataset):
+    seen = []
+
+    class Recorder(TrainerCallback):
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs))
+
+    examples = U.instruction_examples()[:3]
+    trainer = LoCaDistillTrainer(
+        model=U.tiny_gpt2(tokenizer, seed=0),
+        teacher_model=U.tiny_gpt2(tokenizer, seed=1),
+        args=make_args(tmp_path),
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        generation_metrics={'rougeL': RougeLMetric(examples, 6)},
+        callbacks=[Recorder()],
+        data_collator=ResponseOnlyCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer)
+    expected, _ = evaluate_rouge_l(trainer.model, tokenizer, examples, 6)
+    metrics = trainer.evaluate()
+    assert metrics['eval_rougeL'] == pytest.approx(expected)
+    assert seen[-1]['eval_rougeL'] == metrics['eval_rougeL']
+    assert trainer.state.log_history[-1]['eval_rougeL'] == \
+        metrics['eval_rougeL']
+    # Only evaluations of the eval set get it, not predictions.
+    assert 'test_rougeL' not in trainer.predict(dataset).metrics
+    with pytest.raises(ValueError, match='need the tokenizer'):
+        LoCaDistillTrainer(
+            model=U.tiny_gpt2(tokenizer, seed=0),
+            teacher_model=U.tiny_gpt2(tokenizer, seed=1),
+            args=make_args(tmp_path),
+            generation_metrics={'rougeL': RougeLMetric(examples)})

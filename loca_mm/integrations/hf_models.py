@@ -2,6 +2,10 @@
 padding, position limits and an optional LoRA student."""
 from __future__ import annotations
 
+import fnmatch
+import json
+import os
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
@@ -30,8 +34,45 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+#: The files ``save_pretrained`` writes for a whole model's weights (sharded
+#: or not), its configs, and ``peft`` adapters, as glob patterns.
+WEIGHT_FILES = ('model*.safetensors', 'model.safetensors.index.json',
+                'pytorch_model*.bin', 'pytorch_model.bin.index.json')
+MODEL_FILES = ('config.json', 'generation_config.json') + WEIGHT_FILES
+ADAPTER_FILES = ('adapter_config.json', 'adapter_model*')
+
+
+def files_matching(folder: str, patterns: Sequence[str]) -> list[str]:
+    """The names in ``folder`` that match one of the glob ``patterns``."""
+    return [
+        name for name in sorted(os.listdir(folder))
+        if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    ]
+
+
+def check_one_model(folder: str) -> None:
+    """Raise ValueError if ``folder`` holds whole-model weights and adapters.
+
+    ``from_pretrained`` of such a folder loads the weights and then applies
+    the adapters on top of them, whichever of the two was saved last.
+    """
+    weights = files_matching(folder, WEIGHT_FILES)
+    adapters = files_matching(folder, ADAPTER_FILES)
+    if weights and adapters:
+        raise ValueError(
+            f'{folder} holds a whole model ({", ".join(weights)}) and LoRA '
+            f'adapters ({", ".join(adapters)}): loading it would apply the '
+            'adapters on top of the weights. Remove the files of the one '
+            'you do not mean (tools/llm/distill.py with '
+            '--overwrite_output_dir removes the earlier model)')
+
+
 def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
     """``AutoModelForCausalLM.from_pretrained(name)`` in the given precision.
+
+    A local directory holding both a whole model and adapters is refused
+    (:func:`check_one_model`); one holding adapters only loads their base
+    model with the adapters applied.
 
     Args:
         name (str): local directory or Hub name.
@@ -41,22 +82,37 @@ def load_causal_lm(name: str, dtype: str = 'float32') -> nn.Module:
     if dtype not in DTYPES:
         raise ValueError(f'dtype must be one of {tuple(DTYPES)}, got '
                          f'{dtype!r}')
+    if osp.isdir(name):
+        check_one_model(name)
     return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype])
 
 
-def max_positions(model: nn.Module) -> Optional[int]:
-    """The number of positions the model embeds, None if it has no limit."""
-    config = getattr(model, 'config', None)
+def load_model_config(name: str):
+    """The config of a causal LM, read without its weights; for a folder of
+    ``peft`` adapters, the config of their base model."""
+    from transformers import AutoConfig
+    adapter_config = osp.join(name, 'adapter_config.json')
+    if osp.isfile(adapter_config) and not osp.isfile(
+            osp.join(name, 'config.json')):
+        with open(adapter_config, encoding='utf-8') as f:
+            name = json.load(f)['base_model_name_or_path']
+    return AutoConfig.from_pretrained(name)
+
+
+def max_positions(model) -> Optional[int]:
+    """The number of positions a model (or a model config) embeds, None if
+    it has no limit."""
+    config = getattr(model, 'config', model)
     return getattr(config, 'max_position_embeddings', None)
 
 
-def check_length_fits(length: int, models: Sequence[nn.Module],
-                      what: str) -> None:
+def check_length_fits(length: int, models: Sequence, what: str) -> None:
     """Raise ValueError if ``length`` tokens exceed a model's positions.
 
     Args:
         length (int): the number of positions needed.
-        models (Sequence[nn.Module]): the models that will see them.
+        models (Sequence): the models that will see them, or their configs
+            (:func:`load_model_config`).
         what (str): what needs them, for the message.
     """
     for model in models:

@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 
 import torch
 from rouge_score import rouge_scorer
-from transformers import TrainerCallback
 
 from .hf_models import check_length_fits
 from .instruction_data import (InstructionExample, check_tokenization,
@@ -293,19 +292,26 @@ def run_rouge_evaluation(model,
             print(f'{names[path]}: ROUGE-L {mean:.2f} +- {std:.2f} over '
                   f'seeds {list(seeds)} ({len(examples)} examples)')
         if output is not None:
-            _write_json(output, {'model': model_name, 'results': details})
+            _write_json(output, {
+                'model': model_name,
+                'tokenization': tokenization,
+                'results': details
+            })
     return scores
 
 
-class RougeLCallback(TrainerCallback):
-    """Scores ROUGE-L at every evaluation, to pick the best checkpoint.
+class RougeLMetric:
+    """ROUGE-L of a model's responses to held-out records, as a metric of
+    every evaluation (``LoCaDistillTrainer(generation_metrics=...)``).
 
-    Adds ``eval_rougeL`` to the evaluation metrics before the Trainer
-    compares checkpoints, so ``metric_for_best_model='rougeL'`` (with
-    ``load_best_model_at_end``) keeps the checkpoint of the best ROUGE-L,
-    as MiniLLM selects its checkpoints. The value is also written into the
-    evaluation's log entry (``trainer.state.log_history``). Needs an
-    evaluation schedule (``eval_strategy``) and thus an ``eval_dataset``.
+    Called with the model and its tokenizer, it generates for the records'
+    prompts and returns their ROUGE-L in percent. Given to the trainer as
+    ``generation_metrics={'rougeL': RougeLMetric(examples)}``, its score
+    enters the evaluation metrics as ``eval_rougeL`` before they are logged,
+    so it reaches the console, every reporting backend and
+    ``trainer.state.log_history``, and ``metric_for_best_model='rougeL'``
+    (with ``load_best_model_at_end``) keeps the checkpoint of the best
+    ROUGE-L, as MiniLLM selects its checkpoints.
 
     Args:
         examples (Sequence[InstructionExample]): held-out records.
@@ -315,8 +321,6 @@ class RougeLCallback(TrainerCallback):
         tokenization (str): how prompts become tokens, as in training.
     """
 
-    metric = 'eval_rougeL'
-
     def __init__(self,
                  examples: Sequence[InstructionExample],
                  max_new_tokens: int = 256,
@@ -324,7 +328,7 @@ class RougeLCallback(TrainerCallback):
                  seed: Optional[int] = None,
                  tokenization: str = 'separate') -> None:
         if not examples:
-            raise ValueError('RougeLCallback needs at least one example')
+            raise ValueError('RougeLMetric needs at least one example')
         check_tokenization(tokenization)
         self.examples = list(examples)
         self.max_new_tokens = max_new_tokens
@@ -332,21 +336,8 @@ class RougeLCallback(TrainerCallback):
         self.seed = seed
         self.tokenization = tokenization
 
-    def on_evaluate(self,
-                    args,
-                    state,
-                    control,
-                    metrics=None,
-                    model=None,
-                    processing_class=None,
-                    **kwargs):
-        if processing_class is None:
-            raise ValueError('RougeLCallback needs the Trainer\'s '
-                             'processing_class (the tokenizer)')
-        score, _ = evaluate_rouge_l(model, processing_class, self.examples,
+    def __call__(self, model, tokenizer) -> float:
+        score, _ = evaluate_rouge_l(model, tokenizer, self.examples,
                                     self.max_new_tokens, self.batch_size,
                                     self.seed, self.tokenization)
-        metrics[self.metric] = score
-        if state.log_history and any(
-                key.startswith('eval_') for key in state.log_history[-1]):
-            state.log_history[-1][self.metric] = score
+        return score

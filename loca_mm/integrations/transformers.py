@@ -457,6 +457,13 @@ class LoCaDistillTrainer(Trainer):
         args (LoCaDistillArguments): training and loss settings.
         teacher_processing_class: the teacher's tokenizer, compared with
             ``processing_class`` (the student's) before training.
+        generation_metrics (dict[str, Callable], optional): metrics of the
+            student's generations, each called as ``fn(model, tokenizer)``
+            at every evaluation of the eval set (metric prefix ``eval``),
+            e.g. ``{'rougeL': RougeLMetric(examples)}``. Their values join
+            the evaluation metrics as ``eval_<name>`` before these are
+            logged, so the console, reporting backends, ``log_history`` and
+            ``metric_for_best_model`` see them.
         **kwargs: everything else ``transformers.Trainer`` takes
             (``train_dataset``, ``data_collator``, ``processing_class``...).
 
@@ -470,10 +477,14 @@ class LoCaDistillTrainer(Trainer):
                  teacher_model: nn.Module,
                  args: LoCaDistillArguments,
                  teacher_processing_class=None,
+                 generation_metrics: Optional[dict[str, Callable]] = None,
                  **kwargs) -> None:
         if not isinstance(args, LoCaDistillArguments):
             raise TypeError('LoCaDistillTrainer needs LoCaDistillArguments '
                             f'(the loss settings), got {type(args).__name__}')
+        if generation_metrics and kwargs.get('processing_class') is None:
+            raise ValueError('generation_metrics need the tokenizer: pass '
+                             'processing_class')
         check_shared_vocabulary(model, teacher_model,
                                 kwargs.get('processing_class'),
                                 teacher_processing_class)
@@ -491,6 +502,7 @@ class LoCaDistillTrainer(Trainer):
             self.teacher_model = self.accelerator.prepare_model(
                 teacher_model, evaluation_mode=True)
         self.distill_fn = args.distill_function()
+        self.generation_metrics = dict(generation_metrics or {})
         models = (model, teacher_model)
         self._position_ids = all(_takes(m, 'position_ids') for m in models)
         self._no_cache = all(_takes(m, 'use_cache') for m in models)
@@ -685,6 +697,23 @@ class LoCaDistillTrainer(Trainer):
                 loss = loss * (
                     self.accelerator.num_processes // self.get_tp_size())
         return (loss, outputs) if return_outputs else loss
+
+    def evaluation_loop(self,
+                        dataloader,
+                        description: str,
+                        prediction_loss_only: Optional[bool] = None,
+                        ignore_keys: Optional[list[str]] = None,
+                        metric_key_prefix: str = 'eval'):
+        """``Trainer.evaluation_loop`` plus the generation metrics, so that
+        ``evaluate`` logs and reports them with the loss."""
+        output = super().evaluation_loop(dataloader, description,
+                                         prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if metric_key_prefix == 'eval':
+            for name, metric in self.generation_metrics.items():
+                output.metrics[f'eval_{name}'] = metric(
+                    self.model, self.processing_class)
+        return output
 
     def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
         counts = LF.calibration_counts(result)

@@ -5,15 +5,20 @@
         [--distill_loss {kd,dkd}] [--divergence {fkl,rkl,jsd,skl,srkl}] \\
         [--beta 0.5] [--skew 0.1] [--calibrate {wrong,margin,none}] \\
         [--alpha 0.9] [--tau 1.0] [--ce_weight 0.5] [--kd_weight 0.5] \\
-        [--eval_file dolly_valid.jsonl] [--lora_r 0] \\
+        [--eval_file dolly_valid.jsonl --eval_strategy epoch] [--lora_r 0] \\
         [--student_dtype float32] [--teacher_dtype float32] \\
-        [any transformers.TrainingArguments flag]
+        [--overwrite_output_dir] [any transformers.TrainingArguments flag]
 
 TEACHER and STUDENT are local directories or Hub names of two causal LMs
 that share one tokenizer. The training file is JSONL in Dolly's format
 (``instruction``, ``context``, ``response``) or MiniLLM's (``instruction``,
-``input``, ``output``). The student (or its LoRA adapters) and its tokenizer
-are saved to DIR. See docs/llm.md for the paper's setting.
+``input``, ``output``). Every argument and data file is checked before a
+model is loaded. DIR must be empty or new unless ``--overwrite_output_dir``
+(which removes the run there first) or ``--resume_from_checkpoint``. The
+student (or its LoRA adapters), its tokenizer, the run's model and data
+arguments (``distill_args.json``, which eval_rouge.py reads) and its log
+history (``trainer_state.json``) are saved to DIR. See docs/llm.md for the
+paper's setting.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import loca_mm  # noqa: F401,I001
 from transformers import HfArgumentParser
 
 from loca_mm.integrations.distill_run import (ModelDataArguments,
-                                              build_distill_trainer)
+                                              run_distillation)
 from loca_mm.integrations.transformers import (LoCaDistillArguments,
                                                LoCaDistillTrainer)
 
@@ -34,10 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> LoCaDistillTrainer:
     parser = HfArgumentParser((ModelDataArguments, LoCaDistillArguments))
     data_args, train_args = parser.parse_args_into_dataclasses(
         args=argv, look_for_args_file=False)
-    trainer = build_distill_trainer(data_args, train_args)
-    trainer.train(resume_from_checkpoint=train_args.resume_from_checkpoint)
-    trainer.save_model(train_args.output_dir)
-    return trainer
+    return run_distillation(data_args, train_args)
 
 
 if __name__ == '__main__':

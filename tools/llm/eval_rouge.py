@@ -5,17 +5,21 @@
         [--do-sample --seeds 10 20 30 40 50] [--tokenization separate] \\
         [--dtype float32] [--output results.json]
 
-MODEL is a local directory (e.g. the output of tools/llm/distill.py) or a
-Hub name. Each DATA file is Dolly JSONL (``instruction``, ``context``,
-``response``) or MiniLLM JSONL (``instruction``, ``input``, ``output``, with
-``output`` a string or a list of references), e.g. the Dolly validation
-split, S-NI and UnNI. Greedy by default; ``--do-sample`` samples as MiniLLM
-does (temperature 1, top_k 0, top_p 1) once per seed and reports the mean
-and standard deviation. Prints one ROUGE-L (percent) per file.
+MODEL is a local directory (e.g. the output of tools/llm/distill.py or one
+of its checkpoints) or a Hub name. For a model distill.py saved, prompts
+are tokenized as in its training (``distill_args.json`` beside it); an
+explicit ``--tokenization`` that differs is used, with a warning. Each DATA
+file is Dolly JSONL (``instruction``, ``context``, ``response``) or MiniLLM
+JSONL (``instruction``, ``input``, ``output``, with ``output`` a string or a
+list of references), e.g. the Dolly validation split, S-NI and UnNI.
+Greedy by default; ``--do-sample`` samples as MiniLLM does (temperature 1,
+top_k 0, top_p 1) once per seed and reports the mean and standard
+deviation. Prints one ROUGE-L (percent) per file.
 """
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Optional, Sequence
 
 # loca_mm first: its compatibility fixes let torchvision, which transformers
@@ -23,6 +27,7 @@ from typing import Optional, Sequence
 import loca_mm  # noqa: F401,I001
 import torch
 
+from loca_mm.integrations.distill_run import read_run_args
 from loca_mm.integrations.hf_models import (DTYPES, load_causal_lm,
                                             load_tokenizer)
 from loca_mm.integrations.instruction_data import TOKENIZATIONS
@@ -64,9 +69,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--tokenization',
         choices=TOKENIZATIONS,
-        default='separate',
-        help='how prompts become tokens; use what the model was trained '
-        "with ('minillm': no BOS)")
+        help="how prompts become tokens ('minillm': no BOS); default: what "
+        "the model was trained with (its distill_args.json), else 'separate'")
     parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32')
     parser.add_argument(
         '--device',
@@ -84,8 +88,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def resolve_tokenization(model: str, given: Optional[str]) -> str:
+    """``--tokenization`` if given, else the one the model was trained with
+    (:func:`read_run_args`), else ``'separate'``; a given value that differs
+    from the training's is used with a warning."""
+    run_args, source = read_run_args(model)
+    trained = None if run_args is None else run_args['tokenization']
+    if given is None:
+        chosen = trained or 'separate'
+        print(f'tokenization: {chosen} ('
+              f'{"as trained, " + source if trained else "default"})')
+        return chosen
+    if trained is not None and given != trained:
+        warnings.warn(
+            f'--tokenization {given} differs from {trained!r}, which the '
+            f'model was trained with ({source}); evaluating with {given}',
+            stacklevel=2)
+    return given
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
+    args.tokenization = resolve_tokenization(args.model, args.tokenization)
     tokenizer = load_tokenizer(args.model)
     model = load_causal_lm(args.model, args.dtype).to(args.device)
     return run_rouge_evaluation(
