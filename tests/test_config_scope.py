@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from _support import REPO
-from loca_mm.utils.metafile import load_models
+from tools.analysis_tools.metafile import load_models
 
 EXPERIMENT = 'distill/cifar100/loca_logits_resnet56_resnet20_1xb64_cifar100.py'
 METAFILES = ('configs/distill/cifar100/metafile.yml',
