@@ -1,5 +1,4 @@
 """The results collector on work directories in mmengine's layout."""
-import json
 import runpy
 import shutil
 import statistics
@@ -10,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import _work_dirs
 from _support import REPO
+from _work_dirs import write_start
 from tools.analysis_tools.results import (collect, markdown_table, read_run,
                                    update_results_files)
 
@@ -31,40 +32,9 @@ CURVES = {
 TEACHER = {LOCA: 72.34, DKDLOCA: 74.64, KD: 72.34}
 
 
-def write_start(work_dir: Path, timestamp: str, seed: int, records,
-                resume: bool = False, alpha: float = 0.9,
-                max_epochs: int = 3) -> Path:
-    """One start of a run: vis_data/config.py (the config as mmengine dumps
-    it: its settings and the per-run keys) and scalars.json."""
-    vis_data = work_dir / timestamp / 'vis_data'
-    vis_data.mkdir(parents=True)
-    (vis_data / 'config.py').write_text(
-        f"randomness = dict(seed={seed}, deterministic=False)\n"
-        "custom_imports = dict(imports=['loca_mm'])\n"
-        f"model = dict(distiller=dict(loss=dict(alpha={alpha}, tau=4.0)))\n"
-        f"train_cfg = dict(by_epoch=True, max_epochs={max_epochs}, "
-        "val_interval=1)\n"
-        f"work_dir = '{work_dir}'\n"
-        f"resume = {resume}\n"
-        "load_from = None\n"
-        "launcher = 'none'\n")
-    with open(vis_data / 'scalars.json', 'w') as f:
-        for record in records:
-            f.write(json.dumps(record) + '\n')
-    return vis_data
-
-
 def val_records(config: str, curve, first_epoch: int = 1) -> list:
-    """Training and validation lines as LocalVisBackend writes them; the
-    teacher's top-1 with every validation, as the logger repeats it."""
-    records = []
-    for epoch, top1 in enumerate(curve, first_epoch):
-        records.append({'lr': 0.05, 'loss': 1.0, 'epoch': epoch,
-                        'iter': 10 * epoch, 'step': 10 * epoch})
-        records.append({'accuracy/top1': top1,
-                        'teacher/accuracy/top1': TEACHER[config],
-                        'step': epoch})
-    return records
+    """The scalars of epochs ``first_epoch``... with the config's teacher."""
+    return _work_dirs.val_records(curve, first_epoch, TEACHER[config])
 
 
 def write_run(root: Path, config: str, seed: int, curve, **settings) -> Path:

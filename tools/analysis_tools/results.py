@@ -247,6 +247,15 @@ def read_run(work_dir: str) -> Run:
                settings, replaced)
 
 
+def finished(work_dir: str) -> bool:
+    """Whether ``work_dir`` holds a run that finished its schedule (False
+    for a folder without a readable run)."""
+    try:
+        return read_run(work_dir).unfinished() is None
+    except (FileNotFoundError, ValueError):
+        return False
+
+
 def find_runs(paths: Sequence[str]) -> List[str]:
     """The work directories in ``paths``: each path is a run, or a folder
     searched for runs (``work_dirs/`` of a reproduction)."""
