@@ -8,9 +8,10 @@ from typing import Optional, Sequence
 
 def write_start(work_dir: Path, timestamp: str, seed: int, records,
                 resume: bool = False, alpha: float = 0.9,
-                max_epochs: int = 3) -> Path:
+                max_epochs: int = 3, load_from: str = 'None') -> Path:
     """One start of a run: vis_data/config.py (the config as mmengine dumps
-    it: its settings and the per-run keys) and scalars.json."""
+    it: its settings and the per-run keys; ``load_from`` as Python source)
+    and scalars.json."""
     vis_data = work_dir / timestamp / 'vis_data'
     vis_data.mkdir(parents=True)
     (vis_data / 'config.py').write_text(
@@ -21,7 +22,7 @@ def write_start(work_dir: Path, timestamp: str, seed: int, records,
         "val_interval=1)\n"
         f"work_dir = '{work_dir}'\n"
         f"resume = {resume}\n"
-        "load_from = None\n"
+        f"load_from = {load_from}\n"
         "launcher = 'none'\n")
     with open(vis_data / 'scalars.json', 'w') as f:
         for record in records:

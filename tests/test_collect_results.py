@@ -171,11 +171,18 @@ def test_runs_with_other_settings_are_rows_of_their_own(tmp_path):
         write_run(root / 'a', LOCA, seed, [60.0, 70.0, 70.0 + seed])
     write_run(root / 'b', LOCA, 0, [30.0, 40.0, 40.0], alpha=0.5)
     write_run(root / 'c', LOCA, 0, [30.0, 40.0, 50.0, 55.0], max_epochs=4)
+    # Resumed (from its own checkpoint, which load_from names): the same
+    # setting as seeds 0 and 1.
+    resumed = write_run(root / 'd', LOCA, 2, [60.0])
+    write_start(resumed, '20261201_120000', 2,
+                val_records(LOCA, [70.0, 71.0], first_epoch=2), resume=True,
+                load_from=f"'{resumed}/epoch_1.pth'")
     results = collect([str(root)]).results
     key = 'model.distiller.loss.alpha'
     rows = {tuple(r.variant): (r.seeds, r.last.mean) for r in results}
     assert rows == {
-        (f'{key}=0.9', 'train_cfg.max_epochs=3'): ([0, 1], 70.5),
+        (f'{key}=0.9', 'train_cfg.max_epochs=3'): ([0, 1, 2],
+                                                   pytest.approx(212 / 3)),
         (f'{key}=0.5', 'train_cfg.max_epochs=3'): ([0], 40.0),
         (f'{key}=0.9', 'train_cfg.max_epochs=4'): ([0], 55.0),
     }

@@ -41,9 +41,10 @@ from .metafile import replace_table, results_table
 STUDENT_KEY = 'accuracy/top1'
 TEACHER_KEY = 'teacher/accuracy/top1'
 # Config keys that differ between the seeds of one experiment without
-# changing it: where a run writes, how it was started or resumed.
-PER_RUN_KEYS = ('randomness.seed', 'work_dir', 'resume', 'load_from',
-                'launcher', 'experiment_name')
+# changing it: where a run writes, how it was started or resumed. A start
+# that resumes also names its own checkpoint in ``load_from``.
+PER_RUN_KEYS = ('randomness.seed', 'work_dir', 'resume', 'launcher',
+                'experiment_name')
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Run:
     # The schedule's last epoch (or iteration), None if the config has none.
     schedule: Optional[int] = None
     unit: str = 'epoch'
-    # The config, flattened to dotted keys, without PER_RUN_KEYS.
+    # The config, flattened to dotted keys, without the per-run keys.
     settings: Dict[str, str] = field(default_factory=dict)
     # Earlier starts in the work directory that a fresh start replaced.
     replaced: List[LeftOut] = field(default_factory=list)
@@ -238,10 +239,13 @@ def read_run(work_dir: str) -> Run:
                          'not set; runs of a config are told apart by their '
                          'seed')
     schedule, unit = _schedule(config)
+    if config.get('resume'):
+        config = dict(config, load_from=None)  # the run's own checkpoint
     settings = {
         key: value
         for key, value in _flatten(config).items()
-        if not any(key == k or key.startswith(k + '.') for k in PER_RUN_KEYS)
+        if not any(
+            key == k or key.startswith(k + '.') for k in PER_RUN_KEYS)
     }
     return Run(str(root), name, int(seed), student, teacher, schedule, unit,
                settings, replaced)
