@@ -5,7 +5,9 @@ index inside the package, in ``loca_mm/.mim`` (what mmengine reads for
 ``loca_mm::`` configs and ``mim`` for ``mim search loca_mm``). There these
 are links to the repository's ``configs/``, ``tools/`` and
 ``model-index.yml``, so an editable install and a source checkout use the
-files in place; a wheel or sdist holds copies of them.
+files in place; a wheel or sdist holds copies of them. The benchmarks
+(``tools/benchmark/``) and the projects (``projects/``) stay in the
+repository.
 """
 import os.path as osp
 
@@ -31,6 +33,8 @@ MIM_FILES = [
     '.mim/tools/**/*.py',
     '.mim/tools/**/*.sh',
 ]
+# Measurements of the repository, not tools of the package.
+EXCLUDED_MIM_FILES = ['.mim/tools/benchmark/*']
 
 
 def read_version():
@@ -51,6 +55,7 @@ setup(
     license='Apache-2.0',
     packages=find_packages(include=['loca_mm', 'loca_mm.*']),
     package_data={'loca_mm': MIM_FILES},
+    exclude_package_data={'loca_mm': EXCLUDED_MIM_FILES},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
     extras_require={

@@ -1,6 +1,7 @@
 """Helpers for the Fashion-MNIST tests: a small data set in the IDX format
 and a teacher whose every prediction the test knows."""
 import gzip
+import importlib
 import io
 import json
 import struct
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from _support import REPO, command_line_options, dataloader_options, load_tool
+from _support import REPO, command_line_options, dataloader_options
 
 DISTILL = REPO / 'configs/distill/fashion_mnist'
 PAIR = 'logits_convnet32x64_convnet16x32_1xb128_fashion_mnist.py'
@@ -63,10 +64,11 @@ def data_options(root: Path) -> List[str]:
 
 def run_study_tool(tool: str, tmp_path: Path, *args,
                    jobs: int = 2) -> Tuple[str, dict]:
-    """Run the study's script or the demo (``tool``, a path under tools/)
-    at toy size: 64 training images (labels 0..9 in turn), 10 test images,
-    one epoch of batch 32 for every run, output in ``tmp_path/out``, runs in
-    ``tmp_path/work``, ``jobs`` trainings at once.
+    """Run the study's script or the demo of projects/fashion_mnist
+    (``tool``: ``'run_study'`` or ``'demo'``) at toy size: 64 training
+    images (labels 0..9 in turn), 10 test images, one epoch of batch 32 for
+    every run, output in ``tmp_path/out``, runs in ``tmp_path/work``,
+    ``jobs`` trainings at once.
 
     The script's ``main`` runs in this process (its trainings run in the
     worker processes it starts): another interpreter would import the
@@ -84,7 +86,7 @@ def run_study_tool(tool: str, tmp_path: Path, *args,
     ]
     printed = io.StringIO()
     with redirect_stdout(printed):
-        load_tool(tool).main([
+        importlib.import_module(f'projects.fashion_mnist.{tool}').main([
             '--out-dir',
             str(tmp_path / 'out'), '--work-root',
             str(tmp_path / 'work'), '--jobs',

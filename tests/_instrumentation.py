@@ -12,8 +12,8 @@ from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from loca_mm.studies.worker import (exclude_imports_from_garbage_collection,
-                                    remember_config_formatting)
+from projects.fashion_mnist.worker import (
+    exclude_imports_from_garbage_collection, remember_config_formatting)
 
 # Where each process appends the files it writes through mmengine's file
 # backend (checkpoints included), one file per rank: set by the test, read

@@ -1,7 +1,14 @@
-"""Suite-wide settings: one thread per process, launcher variables reset
-around each test, Runner configs formatted once, the imported stack out of
-garbage collection, the slow modules first."""
+"""Suite-wide settings: the repository root importable, one thread per
+process, launcher variables reset around each test, Runner configs formatted
+once, the imported stack out of garbage collection, the slow modules
+first."""
 import os
+import sys
+from pathlib import Path
+
+# The tests import the code outside the package by its path from the
+# repository root: projects.fashion_mnist, tools.analysis_tools.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # One intra-op thread per process, in this process and the tools it starts,
 # set before torch is imported: the tests' networks are tiny, and threads
@@ -41,13 +48,14 @@ def isolated_launcher_environment():
 
 
 def pytest_collection_finish(session):
-    """Set up this process as the study sets up its workers, once the test
-    modules have imported the stack: yapf formats each config text once (a
-    Runner formats its config several times, seconds per Runner on a busy
-    core), and the stack's objects stay out of the garbage collections that
-    mmengine starts at every dataset. (Under xdist only the workers collect.)
+    """Set up this process as the Fashion-MNIST study sets up its workers,
+    once the test modules have imported the stack: yapf formats each config
+    text once (a Runner formats its config several times, seconds per Runner
+    on a busy core), and the stack's objects stay out of the garbage
+    collections that mmengine starts at every dataset. (Under xdist only the
+    workers collect.)
     """
-    from loca_mm.studies.worker import (
+    from projects.fashion_mnist.worker import (
         exclude_imports_from_garbage_collection, remember_config_formatting)
     remember_config_formatting()
     exclude_imports_from_garbage_collection()

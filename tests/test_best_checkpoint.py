@@ -9,7 +9,7 @@ from mmengine.runner import Runner
 
 import _fashion_mnist_utils as fm
 from _support import dataloader_options, logged_scalars
-from loca_mm.utils.results import read_run
+from tools.analysis_tools.results import read_run
 
 # 8 test images; a network that always predicts class c scores the share of
 # label c: class 0 -> 50 %, 1 -> 25 %, 2 and 3 -> 12.5 %.
@@ -77,3 +77,8 @@ def test_best_follows_student_top1_and_last_is_kept(tmp_path):
     assert (run.config, run.seed) == (f'kd_{fm.PAIR}'[:-3], 0)
     assert run.student_top1 == {1: 12.5, 2: 25.0, 3: 12.5}
     assert run.teacher_top1 == 50.0
+    # It finished its schedule; the per-run keys are not its settings.
+    assert (run.schedule, run.unfinished()) == (3, None)
+    assert run.settings['train_cfg.max_epochs'] == '3'
+    assert not any(k.startswith(('randomness.seed', 'work_dir'))
+                   for k in run.settings)

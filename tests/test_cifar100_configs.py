@@ -10,9 +10,10 @@ import torch
 from mmengine.config import Config
 
 from loca_mm.utils import resolve_model_config
-from loca_mm.utils.metafile import (TABLE_BEGIN, TABLE_END, distillation_pairs,
-                                    load_models, render_readme, results_table,
-                                    trained_top1)
+from tools.analysis_tools.metafile import (TABLE_BEGIN, TABLE_END,
+                                          distillation_pairs, load_models,
+                                          render_readme, results_table,
+                                          trained_top1)
 
 from _cifar100_utils import (DISTILL_DIR, MODEL_DIR, REPO, VANILLA_DIR,
                              build_runner, cifar_files_unchecked,  # noqa: F401

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from _support import REPO
-from loca_mm.utils.metafile import load_models
+from tools.analysis_tools.metafile import load_models
 
 EXPERIMENT = 'distill/cifar100/loca_logits_resnet56_resnet20_1xb64_cifar100.py'
 METAFILES = ('configs/distill/cifar100/metafile.yml',
@@ -191,14 +191,23 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_configs_tools_and_model_index(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
+    benchmark = REPO / 'tools' / 'benchmark'
     expected = {
         'loca_mm/.mim/' + str(path.relative_to(REPO))
         for folder in ('configs', 'tools')
         for path in (REPO / folder).rglob('*')
         if path.is_file() and path.suffix in ('.py', '.sh', '.yml', '.md')
-        and '__pycache__' not in path.parts
+        and '__pycache__' not in path.parts and benchmark not in path.parents
     }
     assert expected - names == set()
+    # The package holds the method, its adapters and their tools: no
+    # benchmarks, no projects (the Fashion-MNIST study).
+    assert list(benchmark.glob('*.py'))
+    shipped = {n.split('/')[0] for n in names}
+    assert not [n for n in names if n.startswith(
+        ('loca_mm/.mim/tools/benchmark/', 'loca_mm/studies/'))]
+    assert shipped - {'loca_mm'} == {
+        n for n in shipped if n.endswith('.dist-info')}
     assert 'loca_mm/.mim/model-index.yml' in names
     assert f'loca_mm/.mim/configs/{EXPERIMENT}' in names
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]

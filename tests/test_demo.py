@@ -1,7 +1,7 @@
-"""The demo (tools/demo/run_demo.py) end to end at toy size: a good and a
-weak teacher side by side, every run from the project's configs, the
-mis-instruction analysis, the table and the plot, on a small Fashion-MNIST
-written by the test."""
+"""The demo (projects/fashion_mnist/demo.py, run by tools/demo.sh) end to
+end at toy size: a good and a weak teacher side by side, every run from the
+project's configs, the mis-instruction analysis, the table and the plot, on
+a small Fashion-MNIST written by the test."""
 import json
 
 import pytest
@@ -9,7 +9,7 @@ import pytest
 import _fashion_mnist_utils as fm
 from _support import REPO
 
-DEMO = 'demo/run_demo.py'
+DEMO = 'demo'
 METHODS = {
     'student': 'student alone',
     'kd': 'KD',
@@ -66,4 +66,9 @@ def test_demo_shows_both_teachers_side_by_side(tmp_path):
     assert after[0] == '' and after[1].startswith('Each column is one teacher')
     # One seed: no paired-difference table, no error bars.
     assert not any(line.startswith('Paired differences') for line in table)
+    # Two teachers at one seed: no line through them, no interval.
+    assert results['fits'] == {}
+    assert not any('R²' in line or 'interval' in line for line in table)
+    assert 'No line is fitted to the gains: 2 teachers; a line needs 3 or ' \
+        'more (one through two points fits them exactly).' in table
     assert (out / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

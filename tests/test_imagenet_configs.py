@@ -19,7 +19,7 @@ from _support import (REPO, dataloader_options, load_tool,
                       quiet_runner_reports)
 from loca_mm.models.backbones import MobileNetV1
 from loca_mm.utils import resolve_model_config
-from loca_mm.utils.metafile import load_models, render_readme
+from tools.analysis_tools.metafile import load_models, render_readme
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 DISTILL_DIR = REPO / 'configs' / 'distill' / 'imagenet'

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from _support import REPO
+from _work_dirs import val_records, write_start
 
 PREPARE = REPO / 'tools' / 'model_converters' / 'prepare_cifar100_teachers.sh'
 # name in the archive -> model config (and output file name)
@@ -114,19 +115,33 @@ REPRODUCE = REPO / 'tools' / 'reproduce_cifar100.sh'
 
 
 def reproduce(*args, work_dirs):
-    env = dict(os.environ, WORK_DIRS=str(work_dirs))
+    env = dict(os.environ, WORK_DIRS=str(work_dirs), PYTHON=sys.executable)
     return subprocess.run(['bash', str(REPRODUCE), *args],
                           capture_output=True, text=True, env=env)
+
+
+def write_reproduction_run(work_dir: Path, last_epoch: int,
+                           checkpoint: bool = True) -> None:
+    """A 240-epoch CIFAR-100 run that validated epochs 1..``last_epoch``
+    and, with ``checkpoint``, saved the checkpoint of its last epoch
+    (``epoch_240.pth`` at the end: a run killed during its final
+    validation has it too)."""
+    work_dir.mkdir(parents=True)
+    (work_dir / f'{work_dir.parent.name}.py').write_text('# dumped\n')
+    write_start(work_dir, '20261201_100000', int(work_dir.name[4:]),
+                val_records([50.0] * last_epoch), max_epochs=240)
+    if checkpoint:
+        (work_dir / f'epoch_{last_epoch}.pth').write_bytes(b'')
+        (work_dir / 'last_checkpoint').write_text(
+            str(work_dir / f'epoch_{last_epoch}.pth'))
 
 
 def test_reproduction_dry_run_deals_runs_and_skips_finished(tmp_path):
     work = tmp_path / 'work_dirs'
     loca = 'loca_logits_resnet56_resnet20_1xb64_cifar100'
     dkdloca = 'dkdloca_logits_vgg13_vgg8_1xb64_cifar100'
-    (work / loca / 'seed1').mkdir(parents=True)
-    (work / loca / 'seed1' / 'epoch_240.pth').write_bytes(b'')
-    (work / dkdloca / 'seed0').mkdir(parents=True)
-    (work / dkdloca / 'seed0' / 'last_checkpoint').write_text('epoch_9.pth')
+    write_reproduction_run(work / loca / 'seed1', 240)
+    write_reproduction_run(work / dkdloca / 'seed0', 9)
 
     done = reproduce('2', 'resnet56_resnet20,vgg13_vgg8', 'loca,dkdloca',
                      '0,1', '--dry-run', work_dirs=work)
@@ -153,9 +168,51 @@ def test_reproduction_dry_run_deals_runs_and_skips_finished(tmp_path):
              '2>&1'))
     # GPU 0's queue is printed first, then GPU 1's.
     assert commands == [c for _, c in sorted(expected, key=lambda e: e[0])]
-    assert collect.startswith('python tools/analysis_tools/collect_results.py')
+    assert collect.startswith(
+        f'{sys.executable} tools/analysis_tools/collect_results.py')
     assert len(collect.split()[2:]) == 8  # every chosen run, finished too
     assert not any(work.glob('*/*.out'))  # a dry run starts nothing
+
+
+def test_a_run_killed_in_its_final_validation_is_not_finished(tmp_path):
+    work = tmp_path / 'work_dirs'
+    loca = 'loca_logits_resnet56_resnet20_1xb64_cifar100'
+    # The last checkpoint is written before the validation of its epoch:
+    # killed then, the run has epoch_240.pth but validated to epoch 239.
+    killed = work / loca / 'seed0'
+    write_reproduction_run(killed, 239)
+    (killed / 'last_checkpoint').write_text(str(killed / 'epoch_240.pth'))
+    (killed / 'epoch_240.pth').write_bytes(b'')
+    # Validated and recorded, its checkpoints cleaned up: finished.
+    write_reproduction_run(work / loca / 'seed1', 240, checkpoint=False)
+    done = reproduce('1', 'resnet56_resnet20', 'loca', '0,1', '--dry-run',
+                     work_dirs=work)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # Resuming from the final checkpoint would train and validate nothing:
+    # it trains again, from the start.
+    assert lines[:3] == [
+        '# final checkpoint without its validation recorded, trained again '
+        f'from the start: {killed}',
+        f'# finished, skipped: {work}/{loca}/seed1',
+        f'CUDA_VISIBLE_DEVICES=0 PORT=29500 bash tools/dist_train.sh '
+        f'configs/distill/cifar100/{loca}.py 1 --work-dir {killed} '
+        f'--cfg-options randomness.seed=0 > {killed}.out 2>&1',
+    ]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['1', 'vgg13_vgg8', 'kd', '0,1,0'],
+     "seed '0' given twice in '0,1,0': its runs would share a work dir"),
+    (['2', 'vgg13_vgg8', 'kd', '0,00'],
+     "seed '0' given twice in '0,0'"),
+    (['2', 'vgg13_vgg8,vgg13_vgg8'], "pair 'vgg13_vgg8' given twice"),
+    (['2', 'all', 'kd,loca,kd'], "method 'kd' given twice"),
+])
+def test_reproduction_refuses_repeated_runs(args, message, tmp_path):
+    done = reproduce(*args, '--dry-run', work_dirs=tmp_path)
+    assert done.returncode == 2 and message in done.stderr
+    assert done.stdout == ''
 
 
 @pytest.mark.parametrize('args, message', [

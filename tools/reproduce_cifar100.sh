@@ -9,11 +9,17 @@
 #          (resnet56_resnet20,vgg13_vgg8,...) or "all" (default, 11 pairs).
 # METHODS  comma-separated among kd,loca,dkd,dkdloca (default all four).
 # SEEDS    comma-separated seeds (default 0,1,2).
+# A pair, method or seed given twice is refused: two runs never share a
+# work dir.
 #
 # Run S of config C trains with tools/dist_train.sh into $WORK_DIRS/C/seed<S>
-# (WORK_DIRS=work_dirs) with randomness.seed=S. A run whose final checkpoint
-# (epoch_$EPOCHS.pth, EPOCHS=240) exists is skipped; one with a checkpoint
-# resumes. The collector's table of all chosen runs ends the output.
+# (WORK_DIRS=work_dirs) with randomness.seed=S. A run that finished (it
+# validated the last epoch of its schedule and the scalars recorded it, as
+# tools/analysis_tools/collect_results.py --finished says) is skipped; one
+# with a checkpoint resumes, unless that checkpoint is the final one
+# (epoch_$EPOCHS.pth, EPOCHS=240: killed during its final validation, which
+# resuming would not run again): that run trains again from the start. The
+# collector's table of the finished runs ends the output.
 # --dry-run prints the commands without running them.
 set -euo pipefail
 
@@ -28,7 +34,7 @@ positional=()
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         -*) echo "unknown option $arg" >&2; exit 2 ;;
         *) positional+=("$arg") ;;
     esac
@@ -50,6 +56,30 @@ case "$GPUS" in
                    exit 2 ;;
 esac
 
+# Refuse an item given twice in a comma-separated list ($1 names the list).
+refuse_repeats() {
+    local seen="," item
+    for item in ${2//,/ }; do
+        case "$seen" in
+            *",$item,"*) echo "$1 '$item' given twice in '$2': its runs" \
+                             "would share a work dir" >&2
+                         exit 2 ;;
+        esac
+        seen+="$item,"
+    done
+}
+refuse_repeats pair "$PAIRS"
+refuse_repeats method "$METHODS"
+seeds=""
+for seed in ${SEEDS//,/ }; do
+    case "$seed" in
+        ''|*[!0-9]*) echo "a seed is a number, got '$seed'" >&2
+                     exit 2 ;;
+    esac
+    seeds+="${seeds:+,}$((10#$seed))"
+done
+refuse_repeats seed "$seeds"
+
 cd "$(dirname "$0")/.."
 configs=()
 for method in ${METHODS//,/ }; do
@@ -65,29 +95,52 @@ for method in ${METHODS//,/ }; do
                 "in configs/distill/cifar100 (found: ${matches[*]})" >&2
             exit 2
         fi
+        case " ${configs[*]:-} " in
+            *" ${matches[0]} "*) echo "pairs '$PAIRS' choose ${matches[0]}" \
+                                     "twice" >&2
+                                 exit 2 ;;
+        esac
         configs+=("${matches[0]}")
     done
 done
 
+collect="$PYTHON tools/analysis_tools/collect_results.py"
+# The work dirs whose run finished, among the arguments, one a line.
+finished_runs() {
+    [ $# -gt 0 ] || return 0
+    $collect --finished "$@"
+}
+
 # The runs, dealt to the GPUs in turn; each GPU trains its runs one by one.
-queues=()
 work_dirs=()
-run=0
 for config in "${configs[@]}"; do
     name=$(basename "$config" .py)
-    for seed in ${SEEDS//,/ }; do
-        case "$seed" in
-            ''|*[!0-9]*) echo "a seed is a number, got '$seed'" >&2
-                         exit 2 ;;
-        esac
-        work_dir=$WORK_DIRS/$name/seed$seed
-        work_dirs+=("$work_dir")
-        if [ -f "$work_dir/epoch_$EPOCHS.pth" ]; then
+    for seed in ${seeds//,/ }; do
+        work_dirs+=("$WORK_DIRS/$name/seed$seed")
+    done
+done
+done_before=$(finished_runs "${work_dirs[@]}")
+queues=()
+run=0
+index=0
+for config in "${configs[@]}"; do
+    for seed in ${seeds//,/ }; do
+        work_dir=${work_dirs[index]}
+        index=$((index + 1))
+        if grep -qxF "$work_dir" <<< "$done_before"; then
             echo "# finished, skipped: $work_dir"
             continue
         fi
         resume=""
-        [ ! -f "$work_dir/last_checkpoint" ] || resume=" --resume"
+        if [ -f "$work_dir/last_checkpoint" ]; then
+            if [ "$(basename "$(cat "$work_dir/last_checkpoint")")" \
+                    = "epoch_$EPOCHS.pth" ]; then
+                echo "# final checkpoint without its validation recorded," \
+                     "trained again from the start: $work_dir"
+            else
+                resume=" --resume"
+            fi
+        fi
         gpu=$((run % GPUS))
         command="CUDA_VISIBLE_DEVICES=$gpu PORT=$((29500 + gpu))"
         command+=" bash tools/dist_train.sh $config 1 --work-dir $work_dir"
@@ -97,7 +150,6 @@ for config in "${configs[@]}"; do
     done
 done
 
-collect="$PYTHON tools/analysis_tools/collect_results.py"
 if [ "$DRY_RUN" = 1 ]; then
     for queue in "${queues[@]}"; do
         printf '%s' "$queue"
@@ -123,9 +175,10 @@ done
 for pid in "${pids[@]}"; do
     wait "$pid"
 done
+done_now=$(finished_runs "${work_dirs[@]}")
 finished=()
 for work_dir in "${work_dirs[@]}"; do
-    if [ -f "$work_dir/epoch_$EPOCHS.pth" ]; then
+    if grep -qxF "$work_dir" <<< "$done_now"; then
         finished+=("$work_dir")
     else
         echo "# not finished: $work_dir (see $work_dir.out)" >&2

@@ -13,9 +13,10 @@ import glob
 import os.path as osp
 import sys
 
-from loca_mm.utils.metafile import render_readme
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # tools.analysis_tools, next to configs/
+
+from tools.analysis_tools.metafile import render_readme  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,14 +1,14 @@
 """The loca_mm demo: a good and a weak teacher side by side on Fashion-MNIST,
 each distilled into the same student with KD, LoCa, DKD and DKD+LoCa.
 
-    python tools/demo/run_demo.py [--out-dir outputs/demo] [--jobs 2]
+    python projects/fashion_mnist/demo.py [--out-dir outputs/demo] [--jobs 2]
         [--work-root work_dirs/demo] [--cfg-options k=v ...]
 
 It is seed 0 of two teachers of the Fashion-MNIST study
-(:mod:`loca_mm.studies.fashion_mnist`; docs/benchmarks.md has the study over
-seeds and seven teachers): the good teacher sees all 60,000 training images
+(:mod:`projects.fashion_mnist.study`; README.md has the study over seeds and
+seven teachers): the good teacher sees all 60,000 training images
 for 2 epochs, the weak one 5,000 other images for 1 epoch; the student
-trains on the first 5,000 images for 3 epochs, alone and distilled. It ends
+trains on the first 2,000 images for 3 epochs, alone and distilled. It ends
 with a table of top-1 accuracies on the 10,000 test images
 (``results.md``/``results.json``) and a plot (``results.png``) in
 ``--out-dir``.
@@ -19,11 +19,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-# Run from a checkout without installing: this checkout's loca_mm.
+# The repository root: this project, its tools and (run without installing)
+# this checkout's loca_mm are imported from there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from loca_mm.studies import fashion_mnist as study  # noqa: E402
-from loca_mm.studies.report import write_report  # noqa: E402
+from projects.fashion_mnist import study  # noqa: E402
+from projects.fashion_mnist.report import write_report  # noqa: E402
 
 TEACHERS = ('strong', 'weak')
 METHODS = ('student', 'kd', 'loca', 'dkd', 'dkdloca')

@@ -35,7 +35,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .metrics import bootstrap_crossover, classification_metrics, linear_fit
+from .metrics import (MIN_BOOTSTRAP_SEEDS, MIN_FIT_POINTS, bootstrap_crossover,
+                      classification_metrics, linear_fit)
 from .worker import start_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -322,7 +323,7 @@ def _loca_statistics(work_dir: str) -> dict:
     runs = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
     if not runs:
         return {}
-    from loca_mm.utils.results import read_scalars
+    from tools.analysis_tools.results import read_scalars
     scalars = read_scalars(runs[-1])
     result = {}
     for key in ('loca_ratio', 'loca_scale'):
@@ -569,10 +570,16 @@ def aggregate(teachers: Sequence[str], methods: Sequence[str],
 def fit_gains(summary: dict) -> dict:
     """Lines through each gain against the mis-instruction rate (%) and
     against the teacher's top-1 minus the student's alone (points), with a
-    bootstrap over seeds of where the gain crosses zero."""
+    bootstrap over seeds of where the gain crosses zero.
+
+    A line is fitted only through :data:`.metrics.MIN_FIT_POINTS` teachers
+    or more (with distinct x), and the bootstrap only over
+    :data:`.metrics.MIN_BOOTSTRAP_SEEDS` seeds or more: fewer give a fit or
+    an interval that cannot fail.
+    """
     teachers = list(summary['teachers'].values())
     fits = {}
-    if len(teachers) < 2:
+    if len(teachers) < MIN_FIT_POINTS:
         return fits
     predictors = {
         'misinstruction_rate':
@@ -582,18 +589,19 @@ def fit_gains(summary: dict) -> dict:
         predictors['teacher_minus_student'] = [
             t['teacher_minus_student'] for t in teachers
         ]
+    several_seeds = len(summary['seeds']) >= MIN_BOOTSTRAP_SEEDS
     for first, second in GAINS:
         name = f'{first} - {second}'
         if name not in teachers[0]['differences']:
             continue
         per_seed = [t['differences'][name]['values'] for t in teachers]
-        fits[name] = {}
         for predictor, x in predictors.items():
-            if len(set(x)) < 2:
+            if len(set(x)) < MIN_FIT_POINTS:
                 continue
             fit = linear_fit(x, [statistics.fmean(v) for v in per_seed])
-            fit['bootstrap'] = bootstrap_crossover(x, per_seed)
-            fits[name][predictor] = fit
+            if several_seeds:
+                fit['bootstrap'] = bootstrap_crossover(x, per_seed)
+            fits.setdefault(name, {})[predictor] = fit
     return fits
 
 
@@ -613,7 +621,7 @@ def run(teachers: Sequence[str],
         work_root (str): parent of the runs' work directories.
         jobs (int): trainings at once. Defaults to 2. With 1, they run in
             this process, which is then set up as a worker
-            (:func:`loca_mm.studies.worker.start_worker`).
+            (:func:`.worker.start_worker`).
         reuse (bool): keep results of earlier runs with the same config and
             options. Defaults to False.
         options: ``key=value`` overrides for every run (after the study's),

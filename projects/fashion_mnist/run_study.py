@@ -1,14 +1,16 @@
 """Does LoCa help, and when? Student top-1 on Fashion-MNIST per teacher and
-method, over paired seeds (:mod:`loca_mm.studies.fashion_mnist`).
+method, over paired seeds (:mod:`projects.fashion_mnist.study`).
 
-    python tools/benchmark/accuracy_fashion_mnist.py [--seeds 0 1 2]
+    python projects/fashion_mnist/run_study.py [--seeds 0 1 2]
         [--teachers strong weak ...] [--methods student kd loca ...]
-        [--student-images N] [--jobs 2] [--out-dir DIR] [--work-root DIR] [--reuse]
-        [--title T] [--cfg-options k=v ...]
+        [--student-images N] [--jobs 2] [--out-dir DIR] [--work-root DIR]
+        [--reuse] [--title T] [--cfg-options k=v ...]
 
 Outputs in ``--out-dir``: ``results.json`` (every run and the aggregates),
 ``results.md`` (tables), ``results.png`` (top-1 per method and teacher) and,
-with several teachers, ``gain_curve.png`` and ``accuracy_curve.png``.
+with several teachers, ``gain_curve.png`` and ``accuracy_curve.png``. A line
+is fitted to the gains from three teachers on, with an interval over seeds
+from two seeds on.
 ``--cfg-options`` is passed to every run (teachers and students), e.g. to
 shrink a smoke test: ``train_cfg.max_epochs=1 param_scheduler.T_max=1``.
 """
@@ -18,11 +20,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-# Run from a checkout without installing: this checkout's loca_mm.
+# The repository root: this project, its tools and (run without installing)
+# this checkout's loca_mm are imported from there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from loca_mm.studies import fashion_mnist as study  # noqa: E402
-from loca_mm.studies.report import write_report  # noqa: E402
+from projects.fashion_mnist import study  # noqa: E402
+from projects.fashion_mnist.report import write_report  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -1,10 +1,13 @@
-"""Tables and figures of a study summary (:mod:`.fashion_mnist`)."""
+"""Tables and figures of a study summary (:mod:`.study`)."""
 from __future__ import annotations
 
 import json
 import os
 import os.path as osp
 from typing import List
+
+from .metrics import MIN_BOOTSTRAP_SEEDS, MIN_FIT_POINTS
+from .study import GAINS
 
 GAIN_LABELS = {
     'loca - kd': 'LoCa − KD',
@@ -99,23 +102,34 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
             '+ slope × x); the crossover is where the line is 0, LoCa '
             'helping on the side the slope points to. Interval: 90% of a '
             'bootstrap over seeds (2,000 repeats, each teacher\'s seeds drawn '
-            'with replacement); "other slope" is the share of repeats whose '
-            'slope has the other sign:', '',
+            'with replacement; none from fewer than '
+            f'{MIN_BOOTSTRAP_SEEDS} seeds); "other slope" is the share of '
+            'repeats whose slope has the other sign:', '',
             '| gain | x | slope | intercept | R² | crossover | 90% interval '
             '| other slope |', '|---|---|---|---|---|---|---|---|'
         ]
         for name, per_predictor in fits.items():
             for predictor, fit in per_predictor.items():
-                boot = fit['bootstrap']
-                interval = ('n/a' if boot['low'] is None else
-                            f"{boot['low']:.1f} .. {boot['high']:.1f}")
+                boot = fit.get('bootstrap')
+                if boot is None:
+                    interval = other = 'n/a (one seed)'
+                else:
+                    interval = ('n/a' if boot['low'] is None else
+                                f"{boot['low']:.1f} .. {boot['high']:.1f}")
+                    other = f"{100 * boot['opposite_slope']:.0f}%"
                 cross = fit['crossover']
                 lines.append(
                     f'| {GAIN_LABELS.get(name, name)} | '
                     f'{PREDICTOR_LABELS[predictor]} | {fit["slope"]:+.3f} | '
                     f'{fit["intercept"]:+.2f} | {fit["r2"]:.2f} | ' +
                     ('n/a' if cross is None else f'{cross:.1f}') +
-                    f" | {interval} | {100 * boot['opposite_slope']:.0f}% |")
+                    f' | {interval} | {other} |')
+    elif 1 < len(teachers) < MIN_FIT_POINTS:
+        lines += [
+            '', f'No line is fitted to the gains: {len(teachers)} teachers; '
+            f'a line needs {MIN_FIT_POINTS} or more (one through two points '
+            'fits them exactly).'
+        ]
     lines += [
         '', 'Mis-instruction rate: share of the students\' augmented '
         'training images whose label is not the teacher\'s strict top-1.', ''
@@ -186,14 +200,22 @@ def _predictors(summary: dict) -> dict:
     return predictors
 
 
+def _gains(summary: dict) -> List[str]:
+    """The study's gains (:data:`.study.GAINS`) the summary holds."""
+    differences = next(iter(summary['teachers'].values()))['differences']
+    names = [f'{first} - {second}' for first, second in GAINS]
+    return [name for name in names if name in differences]
+
+
 def plot_curve(summary: dict, path: str) -> None:
     """The paired gains against the mis-instruction rate and against the
     teacher's accuracy relative to the student alone: means with the seeds'
-    range, and the fitted lines."""
+    range, and the fitted lines where there are (:func:`.study.fit_gains`)."""
     plt = _pyplot()
     teachers = list(summary['teachers'].values())
     predictors = _predictors(summary)
-    names = [n for n in summary.get('fits', {})]
+    fits = summary.get('fits') or {}
+    names = _gains(summary)
     fig, axes = plt.subplots(
         1, len(predictors), figsize=(6.2 * len(predictors), 4.4),
         squeeze=False, sharey=True)
@@ -209,7 +231,7 @@ def plot_curve(summary: dict, path: str) -> None:
             line = ax.errorbar(
                 shifted, means, yerr=[low, high], fmt='o', capsize=3,
                 label=GAIN_LABELS.get(name, name))
-            fit = summary['fits'][name].get(predictor)
+            fit = fits.get(name, {}).get(predictor)
             if fit:
                 ends = [min(x), max(x)]
                 ax.plot(ends,
@@ -253,8 +275,9 @@ def plot_accuracy(summary: dict, path: str) -> None:
 def write_report(summary: dict, out_dir: str, title: str,
                  note: str = '') -> str:
     """Write ``results.json``, ``results.md``, ``results.png`` (top-1 per
-    method and teacher) and, with several teachers, ``gain_curve.png`` and
-    ``accuracy_curve.png``. Returns the markdown."""
+    method and teacher) and, with several teachers and a gain of
+    :data:`.study.GAINS`, ``gain_curve.png`` and ``accuracy_curve.png``.
+    Returns the markdown."""
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, 'results.json'), 'w') as f:
         json.dump(summary, f, indent=2)
@@ -262,7 +285,7 @@ def write_report(summary: dict, out_dir: str, title: str,
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(table)
     plot_methods(summary, osp.join(out_dir, 'results.png'), title)
-    if summary.get('fits'):
+    if len(summary['teachers']) > 1 and _gains(summary):
         plot_curve(summary, osp.join(out_dir, 'gain_curve.png'))
         plot_accuracy(summary, osp.join(out_dir, 'accuracy_curve.png'))
     return table

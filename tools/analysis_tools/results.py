@@ -5,21 +5,33 @@ A run is an mmengine work directory: the config dumped as
 run starts again), ``<work_dir>/<timestamp>/vis_data/scalars.json`` (the
 LocalVisBackend's scalars, one JSON object per line) next to that start's
 ``config.py``. Validation lines hold the student's ``accuracy/top1`` with
-the epoch as ``step``, and ``TeacherOnceValLoop``'s
-``teacher/accuracy/top1``.
+the epoch (the iteration for an iteration-based schedule) as ``step``, and
+``TeacherOnceValLoop``'s ``teacher/accuracy/top1``.
 
-Runs of one config with different ``randomness.seed`` are the seeds of one
-row; the row reports the last epoch's and the best epoch's top-1 (the DKD
-and CRD tables report the best) as mean and sample standard deviation.
+What counts as a result:
+
+* A start that does not resume (its config's ``resume`` is not set, or it
+  began again at epoch 1) is a fresh run: it replaces the earlier starts in
+  its work directory; a resumed start continues the run before it.
+* A run counts only when it validated the last epoch (iteration) of its
+  schedule, ``train_cfg.max_epochs`` (``max_iters``) of its last start.
+* Runs of one config name whose configs are the same but for
+  ``randomness.seed`` (and the per-run keys in :data:`PER_RUN_KEYS`) are
+  the seeds of one row; runs that differ in other keys are separate rows,
+  each named by the values of the keys that differ.
+
+A row reports the last epoch's and the best epoch's top-1 (the DKD and CRD
+tables report the best) as mean and sample standard deviation. Every start
+or run left out is listed with the reason.
 """
 import json
 import math
 import os
 import os.path as osp
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from mmengine.config import Config
@@ -28,18 +40,50 @@ from .metafile import replace_table, results_table
 
 STUDENT_KEY = 'accuracy/top1'
 TEACHER_KEY = 'teacher/accuracy/top1'
-# The value of a README cell and metafile status no run has filled yet.
-NOT_TRAINED = 'not trained yet'
+# Config keys that differ between the seeds of one experiment without
+# changing it: where a run writes, how it was started or resumed. A start
+# that resumes also names its own checkpoint in ``load_from``.
+PER_RUN_KEYS = ('randomness.seed', 'work_dir', 'resume', 'launcher',
+                'experiment_name')
+
+
+@dataclass
+class LeftOut:
+    """A start or run the table does not use, and why."""
+    path: str
+    reason: str
 
 
 @dataclass
 class Run:
-    """One training run: its config name, seed and validation scores."""
+    """One training run: its config name, seed, validation scores, the
+    length of its schedule and its config's settings."""
     work_dir: str
     config: str
     seed: int
     student_top1: Dict[int, float]  # validation step (epoch) -> top-1
     teacher_top1: Optional[float]
+    # The schedule's last epoch (or iteration), None if the config has none.
+    schedule: Optional[int] = None
+    unit: str = 'epoch'
+    # The config, flattened to dotted keys, without the per-run keys.
+    settings: Dict[str, str] = field(default_factory=dict)
+    # Earlier starts in the work directory that a fresh start replaced.
+    replaced: List[LeftOut] = field(default_factory=list)
+
+    def unfinished(self) -> Optional[str]:
+        """Why the run is not finished, None if it is."""
+        if self.schedule is None:
+            return ('its config has no train_cfg.max_epochs or max_iters: '
+                    'the end of its schedule is unknown')
+        if not self.student_top1:
+            return (f'unfinished: never validated (schedule: '
+                    f'{self.schedule} {self.unit}s)')
+        last = max(self.student_top1)
+        if last < self.schedule:
+            return (f'unfinished: validated to {self.unit} {last} of '
+                    f'{self.schedule}')
+        return None
 
 
 @dataclass
@@ -71,6 +115,22 @@ class ConfigResult:
     last: Stat
     best: Stat
     teacher: Optional[Stat]
+    # The settings that tell this row from other rows of the same config
+    # name (``key=value``), empty when there is one.
+    variant: List[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if not self.variant:
+            return self.config
+        return f'{self.config} ({", ".join(self.variant)})'
+
+
+@dataclass
+class Collection:
+    """The rows of a table and what was left out of it."""
+    results: List[ConfigResult]
+    left_out: List[LeftOut]
 
 
 def read_scalars(path: Path) -> List[dict]:
@@ -100,47 +160,104 @@ def _dumped_config_name(work_dir: Path) -> str:
     return dumped[0].stem
 
 
+def _flatten(value, prefix: str = '') -> Dict[str, str]:
+    """A config's dicts as dotted keys -> the repr of their values."""
+    if isinstance(value, dict) and value:
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f'{prefix}{key}.'))
+        return flat
+    return {prefix[:-1]: repr(value)}
+
+
+def _start_config(vis_data: Path, root: Path) -> dict:
+    dumped = vis_data / 'config.py'
+    if not dumped.is_file():
+        raise FileNotFoundError(f'{dumped}: missing; the settings of the '
+                                f'starts of {root} are read from it')
+    return Config.fromfile(
+        str(dumped), import_custom_modules=False).to_dict()
+
+
+def _is_fresh(config: dict, records: List[dict]) -> bool:
+    """Whether a start began a new run: it did not resume, or it resumed
+    nothing (its first training record is epoch 1)."""
+    if not config.get('resume'):
+        return True
+    trained = [r for r in records if STUDENT_KEY not in r and 'epoch' in r]
+    return bool(trained) and int(trained[0]['epoch']) == 1
+
+
+def _schedule(config: dict) -> Tuple[Optional[int], str]:
+    train_cfg = config.get('train_cfg') or {}
+    for key, unit in (('max_epochs', 'epoch'), ('max_iters', 'iteration')):
+        if train_cfg.get(key) is not None:
+            return int(train_cfg[key]), unit
+    return None, 'epoch'
+
+
 def read_run(work_dir: str) -> Run:
-    """Read the config name, seed and validation top-1 of one work dir.
+    """Read the config name, seed, validation top-1, schedule and settings
+    of one work dir, from its latest fresh start and the starts that resume
+    it (:class:`Run` lists the starts it replaced).
 
     Raises:
         FileNotFoundError: no ``<timestamp>/vis_data/scalars.json``, or a
             start without its ``config.py``.
-        ValueError: a corrupt scalars file, no validation in it, no seed,
-            or not exactly one dumped config.
+        ValueError: a corrupt scalars file, no seed, or not exactly one
+            dumped config.
     """
     root = Path(work_dir)
+    # Timestamps sort in time order.
     starts = sorted(p.parent for p in root.glob('*/vis_data/scalars.json'))
     if not starts:
         raise FileNotFoundError(
             f'{root}: no <timestamp>/vis_data/scalars.json; is this an '
             'mmengine work directory with the LocalVisBackend on?')
-    config = _dumped_config_name(root)
+    name = _dumped_config_name(root)
+    read = [(vis_data, _start_config(vis_data, root),
+             read_scalars(vis_data / 'scalars.json')) for vis_data in starts]
+    first = max(i for i, (_, config, records) in enumerate(read)
+                if i == 0 or _is_fresh(config, records))
+    replaced = [
+        LeftOut(str(vis_data.parent),
+                f'replaced by the fresh start {read[first][0].parent.name}')
+        for vis_data, _, _ in read[:first]
+    ]
     student, teacher = {}, None
-    # Timestamps sort in time order; a resumed start overrides the epochs
-    # it validates again.
-    for vis_data in starts:
-        for record in read_scalars(vis_data / 'scalars.json'):
+    # A resumed start overrides the epochs it validates again.
+    for _, _, records in read[first:]:
+        for record in records:
             if STUDENT_KEY in record:
                 student[int(record['step'])] = float(record[STUDENT_KEY])
                 if teacher is None and TEACHER_KEY in record:
                     teacher = float(record[TEACHER_KEY])
-    if not student:
-        raise ValueError(
-            f'{root}: no {STUDENT_KEY!r} in '
-            f'{", ".join(str(s / "scalars.json") for s in starts)}; '
-            'the run never validated')
-    dumped = starts[-1] / 'config.py'
-    if not dumped.is_file():
-        raise FileNotFoundError(f'{dumped}: missing; the seed of {root} is '
-                                'read from it')
-    seed = Config.fromfile(
-        str(dumped), import_custom_modules=False).get('randomness',
-                                                      {}).get('seed')
+    last_vis_data, config, _ = read[-1]
+    seed = (config.get('randomness') or {}).get('seed')
     if seed is None:
-        raise ValueError(f'{dumped}: randomness.seed is not set; runs of a '
-                         'config are told apart by their seed')
-    return Run(str(root), config, int(seed), student, teacher)
+        raise ValueError(f'{last_vis_data / "config.py"}: randomness.seed is '
+                         'not set; runs of a config are told apart by their '
+                         'seed')
+    schedule, unit = _schedule(config)
+    if config.get('resume'):
+        config = dict(config, load_from=None)  # the run's own checkpoint
+    settings = {
+        key: value
+        for key, value in _flatten(config).items()
+        if not any(
+            key == k or key.startswith(k + '.') for k in PER_RUN_KEYS)
+    }
+    return Run(str(root), name, int(seed), student, teacher, schedule, unit,
+               settings, replaced)
+
+
+def finished(work_dir: str) -> bool:
+    """Whether ``work_dir`` holds a run that finished its schedule (False
+    for a folder without a readable run)."""
+    try:
+        return read_run(work_dir).unfinished() is None
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def find_runs(paths: Sequence[str]) -> List[str]:
@@ -165,42 +282,72 @@ def find_runs(paths: Sequence[str]) -> List[str]:
     return runs
 
 
-def collect(paths: Sequence[str]) -> List[ConfigResult]:
-    """Group the runs in ``paths`` by config and summarise their seeds.
+def _variants(runs: List[Run]) -> List[Tuple[List[str], List[Run]]]:
+    """The runs of one config name grouped by their settings, each group
+    with the ``key=value`` settings that tell it from the others."""
+    groups: Dict[tuple, List[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(sorted(run.settings.items())), []).append(run)
+    if len(groups) == 1:
+        return [([], runs)]
+    settings = [dict(key) for key in groups]
+    keys = sorted({k for s in settings for k in s})
+    differing = [
+        k for k in keys if len({s.get(k, '<unset>') for s in settings}) > 1
+    ]
+    return [([f'{k}={s.get(k, "<unset>")}' for k in differing], group)
+            for s, group in zip(settings, groups.values())]
+
+
+def _summary(config: str, variant: List[str],
+             runs: List[Run]) -> ConfigResult:
+    runs = sorted(runs, key=lambda r: r.seed)
+    for run, other in zip(runs, runs[1:]):
+        if other.seed == run.seed:
+            raise ValueError(
+                f'{config}: seed {run.seed} twice, in {run.work_dir} and '
+                f'{other.work_dir}; one run per seed')
+    last_epochs = [max(r.student_top1) for r in runs]
+    teacher = [r.teacher_top1 for r in runs if r.teacher_top1 is not None]
+    return ConfigResult(
+        config=config,
+        seeds=[r.seed for r in runs],
+        last_epochs=last_epochs,
+        last=Stat.of([r.student_top1[e] for r, e in zip(runs, last_epochs)]),
+        best=Stat.of([max(r.student_top1.values()) for r in runs]),
+        teacher=Stat.of(teacher) if teacher else None,
+        variant=variant)
+
+
+def collect(paths: Sequence[str]) -> Collection:
+    """Group the finished runs in ``paths`` by config and settings, and
+    summarise their seeds.
 
     Raises:
-        ValueError: two runs of a config with the same seed.
+        ValueError: two runs of one row with the same seed.
     """
     by_config: Dict[str, List[Run]] = defaultdict(list)
+    left_out = []
     for work_dir in find_runs(paths):
         run = read_run(work_dir)
-        for other in by_config[run.config]:
-            if other.seed == run.seed:
-                raise ValueError(
-                    f'{run.config}: seed {run.seed} twice, in '
-                    f'{other.work_dir} and {run.work_dir}; one run per seed')
+        left_out.extend(run.replaced)
+        reason = run.unfinished()
+        if reason:
+            left_out.append(LeftOut(run.work_dir, reason))
+            continue
         by_config[run.config].append(run)
-    results = []
-    for config in sorted(by_config):
-        runs = sorted(by_config[config], key=lambda r: r.seed)
-        last_epochs = [max(r.student_top1) for r in runs]
-        teacher = [r.teacher_top1 for r in runs if r.teacher_top1 is not None]
-        results.append(
-            ConfigResult(
-                config=config,
-                seeds=[r.seed for r in runs],
-                last_epochs=last_epochs,
-                last=Stat.of([
-                    r.student_top1[e] for r, e in zip(runs, last_epochs)
-                ]),
-                best=Stat.of([max(r.student_top1.values()) for r in runs]),
-                teacher=Stat.of(teacher) if teacher else None))
-    return results
+    results = [
+        _summary(config, variant, runs) for config in sorted(by_config)
+        for variant, runs in _variants(by_config[config])
+    ]
+    return Collection(results, left_out)
 
 
-def markdown_table(results: Sequence[ConfigResult]) -> str:
+def markdown_table(results: Sequence[ConfigResult],
+                   left_out: Sequence[LeftOut] = ()) -> str:
     """One row per config: top-1 at the last and the best epoch (mean ±
-    sample std over seeds), the seeds, the last epoch, the teacher's."""
+    sample std over seeds), the seeds, the last epoch, the teacher's; then
+    the starts and runs left out, with the reason."""
     lines = [
         '| Config | Last top-1 | Best top-1 | Seeds | Last epoch | '
         'Teacher top-1 |', '| --- | --- | --- | --- | --- | --- |'
@@ -209,9 +356,12 @@ def markdown_table(results: Sequence[ConfigResult]) -> str:
         epochs = sorted(set(r.last_epochs))
         epoch = (str(epochs[0]) if len(epochs) == 1 else
                  f'{epochs[0]}-{epochs[-1]}')
-        lines.append(f'| {r.config} | {r.last} | {r.best} | '
+        lines.append(f'| {r.label} | {r.last} | {r.best} | '
                      f'{r.best.n} ({", ".join(map(str, r.seeds))}) | '
                      f'{epoch} | {r.teacher or "-"} |')
+    if left_out:
+        lines += ['', 'Left out:', '']
+        lines += [f'- {item.path}: {item.reason}' for item in left_out]
     return '\n'.join(lines) + '\n'
 
 
@@ -258,9 +408,17 @@ def update_metafile(metafile: str, results: Sequence[ConfigResult],
 
     Raises:
         ValueError: not a ``Models`` metafile, a result whose config has no
-            model in a LoCa collection, or a model block the updater cannot
-            rewrite in place.
+            model in a LoCa collection, a config with runs of different
+            settings (which would be its result is not known), or a model
+            block the updater cannot rewrite in place.
     """
+    for result in results:
+        if result.variant and _is_filled(result.config):
+            keys = [setting.split('=')[0] for setting in result.variant]
+            raise ValueError(
+                f'{result.config}: its runs differ in {", ".join(keys)}; '
+                'collect the runs of one setting to update the metafile '
+                '(nothing written)')
     with open(metafile) as f:
         text = f.read()
     index = yaml.safe_load(text)

@@ -47,13 +47,24 @@ def classification_metrics(logits: Tensor,
         nll=float(nll))
 
 
+# A line through two points fits them exactly (R^2 1 whatever they are):
+# a fit says something from three distinct x values on.
+MIN_FIT_POINTS = 3
+# Resampling one seed gives that seed back: an interval needs two.
+MIN_BOOTSTRAP_SEEDS = 2
+
+
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> Dict[str, float]:
     """Least-squares line ``y = intercept + slope * x``, its R^2 and where it
-    crosses zero (None for a flat line)."""
+    crosses zero (None for a flat line).
+
+    Raises:
+        ValueError: fewer than :data:`MIN_FIT_POINTS` distinct x values.
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 2 or np.ptp(x) == 0:
-        raise ValueError('a line needs at least two distinct x values, got '
-                         f'{x.tolist()}')
+    if len(np.unique(x)) < MIN_FIT_POINTS:
+        raise ValueError(f'a fitted line needs at least {MIN_FIT_POINTS} '
+                         f'distinct x values, got {x.tolist()}')
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (intercept + slope * x)
     total = ((y - y.mean())**2).sum()
@@ -87,7 +98,16 @@ def bootstrap_crossover(x: Sequence[float],
     Returns:
         dict: ``low``, ``median``, ``high`` of the crossing over the repeats
         that have one, and ``opposite_slope``, the share that has not.
+
+    Raises:
+        ValueError: a point with fewer than :data:`MIN_BOOTSTRAP_SEEDS`
+            seeds, or a line that cannot be fitted (:func:`linear_fit`).
     """
+    seeds = [len(v) for v in per_seed]
+    if min(seeds) < MIN_BOOTSTRAP_SEEDS:
+        raise ValueError(f'an interval over seeds needs at least '
+                         f'{MIN_BOOTSTRAP_SEEDS} seeds per point, got '
+                         f'{seeds}')
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=float)
     full = linear_fit(x, [np.mean(v) for v in per_seed])
