@@ -62,13 +62,29 @@ def test_dry_run_of_the_loss_parts_writes_json_and_markdown(tmp_path):
     assert json.loads((out / 'gpu_check.json').read_text()) == saved
 
 
+def test_baselines_are_kd_and_dkd():
+    """The mdistiller-style baselines of the timing table equal loca_mm's
+    KD and DKD without calibration."""
+    from loca_mm import functional as LF
+    preds_S, preds_T, labels = gpu_check.loss_inputs(
+        'hard', torch.device('cpu'), torch.float64)
+    assert gpu_check.kd_formula(preds_S, preds_T, labels).item() == \
+        pytest.approx(LF.loca_kd_loss(preds_S, preds_T, labels,
+                                      calibrate='none').loss.item(),
+                      rel=1e-12)
+    assert gpu_check.dkd_formula(preds_S, preds_T, labels).item() == \
+        pytest.approx(LF.dkd_loss(preds_S, preds_T, labels,
+                                  calibrate='none').loss.item(),
+                      rel=1e-12)
+
+
 def test_time_limit_skips_what_does_not_fit_and_still_reports(tmp_path):
     out = tmp_path / 'check'
     report = gpu_check.run(
         gpu_check.parse_args(
             ['--dry-run', '--out',
              str(out), '--time-limit', '0']))
-    assert list(report['parts']) == gpu_check.PARTS
+    assert list(report['parts']) == list(gpu_check.PARTS)
     assert report['errors'] == {}
     measured = [
         row for part in report['parts'].values()
@@ -134,6 +150,6 @@ def test_gpu_check_sh_runs_from_the_prepared_wheels_alone(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert 'installing' in done.stdout and 'torch 2.' in done.stdout
     report = json.loads((out / 'gpu_check.json').read_text())
-    assert list(report['parts']) == gpu_check.PARTS
+    assert list(report['parts']) == list(gpu_check.PARTS)
     assert report['errors'] == {} and gpu_check.failures(report) == []
     assert report['parts']['nccl']['backend'] == 'gloo'

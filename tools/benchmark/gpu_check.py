@@ -38,6 +38,7 @@ the code, not a measurement. Nothing here uses the network.
 """
 import argparse
 import contextlib
+import gc
 import glob
 import gzip
 import json
@@ -113,8 +114,17 @@ DRY = dict(
     lm=dict(tokens=(24, ), hidden=16, vocab=40, chunk_size=8),
     nccl_iters=2,
     compile_backend='eager')
-PARTS = ['equality', 'loss_syncs', 'training', 'loss_timings', 'fused_linear',
-         'nccl']
+# The parts in the order they run, each with its share of the time limit:
+# a part may use what the parts before it left, but not the shares of those
+# after it.
+PARTS = {
+    'equality': 0.05,
+    'loss_syncs': 0.03,
+    'loss_timings': 0.3,
+    'training': 0.35,
+    'fused_linear': 0.1,
+    'nccl': 0.17,
+}
 # Seconds a measurement needs on the GPU; it starts only with that left.
 NEEDS = dict(
     equality=10,
@@ -128,10 +138,12 @@ NEEDS = dict(
 
 
 class Clock:
-    """The time left of the whole check."""
+    """The time left, and how much of ``NEEDS`` a measurement needs (none
+    at the dry run's tiny sizes)."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, need_scale: float = 1.0):
         self.deadline = time.monotonic() + seconds
+        self.need_scale = need_scale
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -143,8 +155,9 @@ def measure(rows: List[dict], clock: Clock, need: float,
     ``need`` seconds are left, or ``fn`` fails, say so in the row instead."""
     row = dict(labels)
     rows.append(row)
+    need *= clock.need_scale
     if clock.left() < need:
-        row['skipped'] = f'{clock.left():.0f} s left, needs {need} s'
+        row['skipped'] = f'{clock.left():.0f} s left, needs {need:.0f} s'
         return None
     try:
         row.update(fn())
@@ -279,11 +292,14 @@ def dkd_formula(preds_S, preds_T, target, tckd_weight=1.0, nckd_weight=8.0):
     of the binary (target, rest) distributions, plus ``nckd_weight`` times
     NCKD, the KL among the non-target classes (target logit masked out by
     subtracting 1000), both ``tau**2 * batch mean``."""
-    gt = F.one_hot(target, preds_S.shape[1]).bool()
-    p_s = F.softmax(preds_S / TAU, dim=1)
-    p_t = F.softmax(preds_T / TAU, dim=1)
-    b_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], 1)
-    b_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], 1)
+    gt = F.one_hot(target, preds_S.shape[1]).to(preds_S.dtype)
+
+    def binary(probs):  # (target, every other class)
+        return torch.cat([(probs * gt).sum(1, keepdim=True),
+                          (probs * (1 - gt)).sum(1, keepdim=True)], 1)
+
+    b_s = binary(F.softmax(preds_S / TAU, dim=1))
+    b_t = binary(F.softmax(preds_T / TAU, dim=1))
     tckd = F.kl_div(torch.log(b_s), b_t, reduction='sum')
     nckd = F.kl_div(
         F.log_softmax(preds_S / TAU - 1000.0 * gt, dim=1),
@@ -334,10 +350,11 @@ def peak_bytes(call: Callable[[], None], device: torch.device):
 def time_losses(device: torch.device, clock: Clock, sizes: dict) -> List[dict]:
     """Forward + backward of each loss, eager and compiled."""
     rows: List[dict] = []
-    for num, classes in sizes['loss_shapes']:
-        preds_S, preds_T, labels = loss_inputs('hard', device, torch.float32,
-                                               num, classes)
-        for mode in ('eager', 'compiled'):
+    for mode in ('eager', 'compiled'):
+        for num, classes in sizes['loss_shapes']:
+            preds_S, preds_T, labels = loss_inputs('hard', device,
+                                                   torch.float32, num,
+                                                   classes)
             for name, loss in timed_losses(device).items():
 
                 def run(loss=loss, mode=mode):
@@ -525,6 +542,9 @@ def check_training(device: torch.device, clock: Clock,
                         images=f'{batch_size}x{image_size}x{image_size}',
                         precision=precision)
                     group.append(row)
+                    gc.collect()  # the Runner's cycles hold CUDA memory
+                    if device.type == 'cuda':
+                        torch.cuda.empty_cache()
                 kd = group[0]
                 for row in group:
                     if row and kd:
@@ -724,13 +744,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--time-limit',
         type=float,
-        default=270,
-        help='seconds for the whole check (default 270)')
+        help='seconds for the whole check (default 270; dry run 1200)')
     parser.add_argument(
         '--parts',
         nargs='+',
-        choices=PARTS,
-        default=PARTS,
+        choices=list(PARTS),
+        default=list(PARTS),
         help='the parts to run, in this order (default: all)')
     return parser.parse_args(argv)
 
@@ -754,7 +773,6 @@ def environment(cuda: bool) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """Run every part; return the report (also written under ``--out``)."""
-    clock = Clock(args.time_limit)
     paths = [osp.join(args.out, f'gpu_check.{ext}') for ext in ('json', 'md')]
     for path in paths:
         if osp.exists(path) and not args.force:
@@ -765,6 +783,11 @@ def run(args: argparse.Namespace) -> dict:
     cuda = torch.cuda.is_available() and not args.dry_run
     device = torch.device('cuda' if cuda else 'cpu')
     sizes = FULL if cuda else DRY
+    limit = args.time_limit if args.time_limit is not None else \
+        270 if cuda else 1200
+    overall = Clock(limit)
+    # The running part's deadline.
+    clock = Clock(limit, need_scale=1.0 if cuda else 0.0)
     report = dict(
         device=torch.cuda.get_device_name(0) if cuda else 'CPU (dry run)',
         environment=environment(cuda),
@@ -779,7 +802,10 @@ def run(args: argparse.Namespace) -> dict:
         'fused_linear': lambda: check_fused_linear(device, clock, sizes),
         'nccl': lambda: check_dist_train(clock, sizes),
     }
-    for name in args.parts:
+    shares = sum(PARTS[name] for name in args.parts)
+    for index, name in enumerate(args.parts):
+        later = sum(PARTS[later] for later in args.parts[index + 1:])
+        clock.deadline = overall.deadline - limit * later / shares
         part = parts[name]
         start = time.perf_counter()
         try:

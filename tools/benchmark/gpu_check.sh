@@ -65,4 +65,4 @@ print(f"gpu_check: torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"GPU {torch.cuda.get_device_name(0) if cuda else None}")'
 # gpu_check.py keeps to its own time limit and writes what finished; this
 # stops it if it hangs.
-timeout -k 10 330 "$PYTHON" tools/benchmark/gpu_check.py "$@"
+timeout -k 10 600 "$PYTHON" tools/benchmark/gpu_check.py "$@"
