@@ -113,13 +113,12 @@ def test_dry_run_trains_each_method_and_compares_it_with_kd(
         loca['images_per_s'] / kd['images_per_s'])
 
 
-def prepared_wheels() -> float:
-    """The size of .gpu_wheels/ in MiB, prepared if missing."""
-    if not WHEELS.is_dir():
-        subprocess.run(['bash', 'tools/benchmark/prepare_gpu_check.sh'],
-                       cwd=REPO,
-                       env=dict(os.environ, PYTHON=sys.executable),
-                       check=True)
+def prepare_wheels() -> float:
+    """Run prepare_gpu_check.sh (PyPI); the size of .gpu_wheels/ in MiB."""
+    subprocess.run(['bash', 'tools/benchmark/prepare_gpu_check.sh'],
+                   cwd=REPO,
+                   env=dict(os.environ, PYTHON=sys.executable),
+                   check=True)
     return sum(f.stat().st_size for f in WHEELS.iterdir()) / 2**20
 
 
@@ -128,7 +127,7 @@ def prepared_wheels() -> float:
     os.environ.get('LOCA_MM_TEST_GPU_CHECK_VENV') != '1',
     reason='minutes: set LOCA_MM_TEST_GPU_CHECK_VENV=1 (run by .ci/run)')
 def test_gpu_check_sh_runs_from_the_prepared_wheels_alone(tmp_path):
-    assert prepared_wheels() <= 40
+    assert prepare_wheels() <= 40
     env_dir = tmp_path / 'image'
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / 'bin' / 'python')

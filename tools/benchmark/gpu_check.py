@@ -24,17 +24,19 @@ what finished. Parts:
    images and a random teacher checkpoint written here), and the host
    synchronisations of one iteration, those in loca_mm's files apart
    (target: none).
-5. ``nccl``: ``tools/dist_train.sh CONFIG 1`` for a few iterations.
-6. ``fused_linear``: ``loca_mm.functional.fused_linear_distill_loss`` against
+5. ``fused_linear``: ``loca_mm.functional.fused_linear_distill_loss`` against
    the loss on materialised logits at hidden 4096, vocabulary 128,256,
    bfloat16, 1,024 and 8,192 tokens: time and peak memory (for scale,
    Liger-Kernel's published H100 figures for its chunked JSD).
+6. ``nccl``: ``tools/dist_train.sh CONFIG 1`` for a few iterations.
 
-A measurement starts only if the time left (``--time-limit``) allows it;
-one that does not fit is recorded as skipped. Without CUDA, or with
-``--dry-run``, every part runs on the CPU at tiny sizes (torch.compile with
-its ``eager`` backend, gloo in dist_train.sh, no memory figures): a test of
-the code, not a measurement. Nothing here uses the network.
+The parts run in this order (``--parts`` picks some). Each has a share of
+``--time-limit`` (270 s on a GPU), plus what the parts before it left; a
+measurement starts only if its part's time allows it, else it is recorded
+as skipped. Without CUDA, or with ``--dry-run``, every part runs on the
+CPU at tiny sizes (torch.compile with its ``eager`` backend, gloo in
+dist_train.sh, no memory figures, no synchronisation counts): a test of the
+code, not a measurement. Nothing here uses the network.
 """
 import argparse
 import contextlib
@@ -98,7 +100,7 @@ FULL = dict(
               ('ResNet50->MobileNetV1', 224, 256, ('bfloat16', ),
                tuple(METHODS))),
     loop_iters=3,
-    timed_iters=20,
+    timed_iters=10,
     lm=dict(tokens=(1024, 8192), hidden=4096, vocab=128256, chunk_size=1024),
     nccl_iters=4,
     compile_backend='inductor')
@@ -118,23 +120,23 @@ DRY = dict(
 # a part may use what the parts before it left, but not the shares of those
 # after it.
 PARTS = {
-    'equality': 0.05,
-    'loss_syncs': 0.03,
-    'loss_timings': 0.3,
-    'training': 0.35,
-    'fused_linear': 0.1,
+    'equality': 0.03,
+    'loss_syncs': 0.02,
+    'loss_timings': 0.25,
+    'training': 0.45,
+    'fused_linear': 0.08,
     'nccl': 0.17,
 }
 # Seconds a measurement needs on the GPU; it starts only with that left.
 NEEDS = dict(
     equality=10,
     loss_syncs=5,
-    loss_timing=5,
-    compiled_timing=25,
-    training=25,
-    training_224=40,
-    nccl=60,
-    fused_linear=15)
+    eager_timing=5,
+    compiled_timing=20,
+    training=15,
+    training_224=30,
+    nccl=40,
+    fused_linear=8)
 
 
 class Clock:
@@ -335,8 +337,9 @@ def time_call(call: Callable[[], None], device: torch.device,
     return statistics.median(rounds)
 
 
-def peak_bytes(call: Callable[[], None], device: torch.device):
-    """Peak CUDA memory of one call above what was allocated before it."""
+def peak_mib(call: Callable[[], None], device: torch.device):
+    """Peak CUDA memory (MiB) of one call above what was allocated before
+    it."""
     if device.type != 'cuda':
         return None
     synchronize(device)
@@ -344,7 +347,7 @@ def peak_bytes(call: Callable[[], None], device: torch.device):
     before = torch.cuda.memory_allocated(device)
     call()
     synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - before
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def time_losses(device: torch.device, clock: Clock, sizes: dict) -> List[dict]:
@@ -373,13 +376,11 @@ def time_losses(device: torch.device, clock: Clock, sizes: dict) -> List[dict]:
                     first = time.perf_counter() - start
                     return dict(
                         ms=1e3 * time_call(step, device, sizes['calls']),
-                        peak_mib=(lambda b: None if b is None else b / 2**20)(
-                            peak_bytes(step, device)),
+                        peak_mib=peak_mib(step, device),
                         first_call_s=first)
 
-                measure(rows, clock, NEEDS[f'{mode}_timing'.replace(
-                    'eager_', 'loss_')], run, shape=f'{num}x{classes}',
-                        mode=mode, loss=name)
+                measure(rows, clock, NEEDS[f'{mode}_timing'], run,
+                        shape=f'{num}x{classes}', mode=mode, loss=name)
     for row in rows:
         kd = next((r for r in rows if r['shape'] == row['shape'] and r['mode']
                    == row['mode'] and r['loss'] == 'KD (mdistiller)'), {})
@@ -423,12 +424,11 @@ def unchecked_cifar_files():
 
 def training_config(config: str, work_dir: str, data_root: str,
                     teacher_ckpt: str, image_size: int, batch_size: int,
-                    precision: str, iterations: int,
-                    cuda: bool) -> Config:
+                    precision: str, cuda: bool) -> Config:
     """``config`` as ``tools/train.py --amp`` builds it (``precision``
-    'bfloat16': ``optim_wrapper.dtype``), one epoch of ``iterations`` on the
-    random CIFAR-layout images under ``data_root``, resized to
-    ``image_size``, without validation or checkpoints."""
+    'bfloat16': ``optim_wrapper.dtype``), one epoch on the random
+    CIFAR-layout images under ``data_root``, resized to ``image_size``,
+    without augmentation, validation or checkpoints."""
     cfg = Config.fromfile(osp.join(REPO, config))
     pipeline = [
         dict(type='Resize', scale=(image_size, image_size)),
@@ -492,8 +492,7 @@ def train(tmp: str, arch: str, method: str, image_size: int,
     teacher = osp.join(tmp, f'{arch}_teacher.pth'.replace('>', ''))
     cfg = training_config(ARCHS[arch].format(METHODS[method]),
                           osp.join(tmp, name), data_root, teacher,
-                          image_size, batch_size, precision,
-                          sizes['loop_iters'], cuda)
+                          image_size, batch_size, precision, cuda)
     if not osp.exists(teacher):
         save_random_teacher(cfg, teacher)
     with unchecked_cifar_files():
