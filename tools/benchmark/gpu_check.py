@@ -754,13 +754,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def environment(cuda: bool) -> dict:
-    try:
-        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                                cwd=REPO,
-                                capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = ''
+    # A copied working tree has no git: LOCA_MM_COMMIT names its commit.
+    commit = os.environ.get('LOCA_MM_COMMIT', '')
+    if not commit:
+        try:
+            commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                                    cwd=REPO,
+                                    capture_output=True,
+                                    text=True).stdout.strip()
+        except OSError:
+            pass
     return dict(
         loca_mm=f"{loca_mm.__version__} {commit or '(no git)'}",
         python=platform.python_version(),
