@@ -8,9 +8,10 @@
 # .gpu_wheels/ (ignored by git, at most 40 MiB) mmengine, mmcv-lite,
 # mmpretrain and mmrazor at the versions of requirements/runtime.txt, the
 # pure-Python packages they import, setuptools < 82 (mmengine resolves
-# `mmpretrain::` configs with its pkg_resources) and loca_mm itself. All are
-# pure-Python wheels, fetched as CPython 3.12 on manylinux x86-64 would take
-# them; gpu_check.sh installs the ones the machine lacks. PYTHON (default
+# `mmpretrain::` configs with its pkg_resources), and loca_mm itself (for an
+# offline install elsewhere; gpu_check.sh checks the repository's own). All
+# are pure-Python wheels, fetched as CPython 3.12 on manylinux x86-64 would
+# take them; gpu_check.sh installs those the machine lacks. PYTHON (default
 # python3) is the interpreter whose pip is used.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,16 +37,21 @@ pip=("$PYTHON" -m pip --disable-pip-version-check)
 "${pip[@]}" download -q --no-deps --only-binary=:all: --implementation cp \
     --python-version 3.12 --abi cp312 --platform manylinux2014_x86_64 \
     -d "$staging" "${STACK[@]}" "${PURE_PYTHON[@]}"
-"${pip[@]}" wheel -q --no-deps -w "$staging" .
+# loca_mm from a copy of the checkout's files: a build in place would pack
+# what an earlier build left in build/lib.
+mkdir "$staging/src"
+git ls-files -z --cached --others --exclude-standard \
+    | tar -cf - --null --ignore-failed-read -T - | tar -xf - -C "$staging/src"
+"${pip[@]}" wheel -q --no-deps -w "$staging" "$staging/src"
 
 # gpu_check.sh installs these on any Python; a compiled wheel would tie the
 # folder to one interpreter.
-compiled=$(find "$staging" -name '*.whl' ! -name '*-none-any.whl')
+compiled=$(find "$staging" -maxdepth 1 -name '*.whl' ! -name '*-none-any.whl')
 if [ -n "$compiled" ]; then
     echo "prepare_gpu_check: not pure-Python: $compiled" >&2
     exit 1
 fi
-size_kib=$(du -sk "$staging" | cut -f1)
+size_kib=$(du -ck "$staging"/*.whl | tail -1 | cut -f1)
 if [ "$size_kib" -gt $((LIMIT_MIB * 1024)) ]; then
     echo "prepare_gpu_check: $((size_kib / 1024)) MiB, over the ${LIMIT_MIB} MiB limit" >&2
     exit 1
