@@ -152,3 +152,21 @@ def test_gpu_check_sh_runs_from_the_prepared_wheels_alone(tmp_path):
     assert list(report['parts']) == list(gpu_check.PARTS)
     assert report['errors'] == {} and gpu_check.failures(report) == []
     assert report['parts']['nccl']['backend'] == 'gloo'
+
+
+def test_gpu_training_configs_are_what_tools_train_amp_builds(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    fp16, bf16 = (gpu_check.training_config(
+        gpu_check.ARCHS['ResNet50->MobileNetV1'].format('loca'),
+        str(tmp_path), 'data', 'teacher.pth', 224, 256, precision, True)
+                  for precision in ('float16', 'bfloat16'))
+    assert fp16.optim_wrapper.type == bf16.optim_wrapper.type == \
+        'AmpOptimWrapper'
+    assert fp16.optim_wrapper.get('dtype') is None  # float16 on CUDA
+    assert bf16.optim_wrapper.dtype == 'bfloat16'
+    assert bf16.model.teacher_ckpt == 'teacher.pth'
+    assert bf16.train_dataloader.batch_size == 256
+    assert bf16.train_dataloader.dataset.pipeline[0] == dict(
+        type='Resize', scale=(224, 224))
+    assert dict(type='LoCaLossHook') in bf16.custom_hooks
