@@ -431,7 +431,31 @@ def _prepare_deepspeed_teacher(teacher: nn.Module, accelerator) -> nn.Module:
     return engine
 
 
-class LoCaDistillTrainer(Trainer):
+class LoCaStatsLogMixin:
+    """Adds ``loca_ratio`` and ``loca_scale`` to a ``Trainer``'s training
+    log entries, from the results passed to ``_accumulate_loca_stats``
+    since the last entry (sums kept on the device, so no synchronisation
+    per step; ``self._loca_stats`` starts as None)."""
+
+    def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
+        counts = LF.calibration_counts(result)
+        self._loca_stats = counts if self._loca_stats is None else (
+            self._loca_stats + counts)
+
+    def log(self,
+            logs: dict[str, float],
+            start_time: Optional[float] = None) -> None:
+        """Add LoCa's correction statistics to training log entries."""
+        # Training entries carry 'loss'; evaluation and summary entries
+        # ('eval_loss', 'train_loss') do not, and leave the sums alone.
+        if 'loss' in logs and self._loca_stats is not None:
+            totals = self.accelerator.reduce(self._loca_stats, reduction='sum')
+            logs.update(LF.calibration_summary(totals))
+            self._loca_stats = None
+        super().log(logs, start_time)
+
+
+class LoCaDistillTrainer(LoCaStatsLogMixin, Trainer):
     """Distils a frozen teacher into a student causal LM with (LoCa-)KD.
 
     Batches need ``labels`` (token ids, ``IGNORE_INDEX`` at prompt and
@@ -714,20 +738,3 @@ class LoCaDistillTrainer(Trainer):
                 output.metrics[f'eval_{name}'] = metric(
                     self.model, self.processing_class)
         return output
-
-    def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
-        counts = LF.calibration_counts(result)
-        self._loca_stats = counts if self._loca_stats is None else (
-            self._loca_stats + counts)
-
-    def log(self,
-            logs: dict[str, float],
-            start_time: Optional[float] = None) -> None:
-        """Add LoCa's correction statistics to training log entries."""
-        # Training entries carry 'loss'; evaluation and summary entries
-        # ('eval_loss', 'train_loss') do not, and leave the sums alone.
-        if 'loss' in logs and self._loca_stats is not None:
-            totals = self.accelerator.reduce(self._loca_stats, reduction='sum')
-            logs.update(LF.calibration_summary(totals))
-            self._loca_stats = None
-        super().log(logs, start_time)
