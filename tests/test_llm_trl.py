@@ -49,11 +49,11 @@ def gkd_settings(tmp_path, **overrides):
 
 
 def make_trainer(tmp_path, tokenizer, chats, trainer_cls=LoCaGKDTrainer,
-                 student=None, **overrides):
+                 student=None, teacher=None, **overrides):
     config_cls = LoCaGKDConfig if trainer_cls is LoCaGKDTrainer else GKDConfig
     return trainer_cls(
         model=student or U.tiny_gpt2(tokenizer, seed=0),
-        teacher_model=U.tiny_gpt2(tokenizer, seed=1),
+        teacher_model=teacher or U.tiny_gpt2(tokenizer, seed=1),
         args=config_cls(**gkd_settings(tmp_path, **overrides)),
         train_dataset=chats,
         processing_class=tokenizer)
@@ -62,6 +62,18 @@ def make_trainer(tmp_path, tokenizer, chats, trainer_cls=LoCaGKDTrainer,
 def ground_truth_batch(trainer):
     batch = trainer.data_collator(list(trainer.train_dataset))
     return trainer._prepare_inputs(batch)
+
+
+def fitted_teacher(tokenizer, batch, steps=4):
+    """A teacher trained a few steps on the batch: it ranks some labels
+    first (LoCa leaves those alone) and not others."""
+    teacher = U.tiny_gpt2(tokenizer, seed=1)
+    optimizer = torch.optim.Adam(teacher.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        teacher(**batch).loss.backward()
+        optimizer.step()
+    return teacher.eval()
 
 
 def loca_reference(trainer, batch, calibrate):
@@ -144,11 +156,20 @@ def test_on_policy_batches_are_not_calibrated(tmp_path, tokenizer, chats):
 
 def test_loca_ratio_is_logged_for_ground_truth_batches(tmp_path, tokenizer,
                                                        chats):
-    trainer = make_trainer(tmp_path, tokenizer, chats, calibrate='wrong')
+    plain = make_trainer(tmp_path, tokenizer, chats, calibrate='none')
+    batch = {
+        key: ground_truth_batch(plain)[key]
+        for key in ('input_ids', 'attention_mask', 'labels')
+    }
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        chats,
+        teacher=fitted_teacher(tokenizer, batch),
+        calibrate='wrong')
     # The teacher and the labels fix which tokens LoCa corrects.
     expected = LF.calibration_summary(
-        LF.calibration_counts(
-            loca_reference(trainer, ground_truth_batch(trainer), 'wrong')))
+        LF.calibration_counts(loca_reference(trainer, batch, 'wrong')))
     trainer.train()
     steps = [entry for entry in trainer.state.log_history if 'loss' in entry]
     assert len(steps) == 2
@@ -156,7 +177,7 @@ def test_loca_ratio_is_logged_for_ground_truth_batches(tmp_path, tokenizer,
         assert entry['loca_ratio'] == pytest.approx(expected['loca_ratio'])
         assert entry['loca_scale'] == pytest.approx(
             expected['loca_scale'], rel=1e-5)
-    assert 0 < expected['loca_ratio'] <= 1
+    assert 0.2 < expected['loca_ratio'] < 0.8
 
 
 def test_on_policy_training_logs_no_loca_ratio(tmp_path, tokenizer, chats):
