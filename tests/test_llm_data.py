@@ -126,8 +126,10 @@ def test_an_unknown_form_names_its_fields_and_the_accepted_forms(tmp_path):
     assert "qa.jsonl: record 1: a record with fields ['answer', 'question']" \
         in message
     assert all(form in message for form in RECORD_FORMS)
-    with pytest.raises(ValueError, match="expected a file that datasets "
-                       r"reads, ending in .json, .jsonl, .parquet; got '.csv'"):
+    with pytest.raises(
+            ValueError,
+            match="expected a file that datasets reads, ending in "
+            r".json, .jsonl, .parquet; got '.csv'"):
         load_instruction_file(str(tmp_path / 'data.csv'))
     bad_turns = write(tmp_path / 'turns.jsonl', [{
         'messages': [{'role': 'user', 'content': 'hi'}]

@@ -443,7 +443,8 @@ def logits_of(model, trainer):
      (['--eval_file', 'TRAIN'], ValueError,
       'is scored at evaluations only: set --eval_strategy'),
      (['--lora_r', '-1'], ValueError, '--lora_r must be >= 0'),
-     (['--train_file', 'BAD'], ValueError, r'bad.jsonl: datasets cannot read it as json')])
+     (['--train_file', 'BAD'], ValueError,
+      'bad.jsonl: datasets cannot read it as json')])
 def test_arguments_and_records_are_checked_before_any_model_loads(
         tmp_path, flags, error, message):
     train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)

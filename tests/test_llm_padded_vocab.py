@@ -11,25 +11,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from test_llm_distill import make_args  # noqa: E402
+# The word-level tokenizer and the instruction records, as fixtures.
+from test_llm_trainer import dataset, tokenizer  # noqa: E402,F401
 
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    InstructionDataset, ResponseOnlyCollator)
+    ResponseOnlyCollator)
 from loca_mm.integrations.transformers import (  # noqa: E402
     LoCaDistillTrainer, response_token_loss)
 
 # Rows beyond the tokenizer's vocabulary in each output layer.
 TEACHER_PADDING, STUDENT_PADDING = 13, 5
 NOTE = "the output layers are padded beyond the tokenizer's"
-
-
-@pytest.fixture(scope='module')
-def tokenizer():
-    return U.build_tokenizer(U.record_texts())
-
-
-@pytest.fixture(scope='module')
-def dataset(tokenizer):
-    return InstructionDataset(U.instruction_examples(), tokenizer, 96, 64)
 
 
 def padded_trainer(tmp_path, tokenizer, dataset, **overrides):
