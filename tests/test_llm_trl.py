@@ -130,9 +130,15 @@ def test_ground_truth_batches_meet_the_loca_teacher(tmp_path, tokenizer,
     assert abs(got.item() - plain.loss.item()) > 1e-3
 
 
-def test_on_policy_batches_are_not_calibrated(tmp_path, tokenizer, chats):
-    """With lmbda=1 the labels are the student's samples: the loss is the
-    plain GKD loss on them, and no LoCa statistics are gathered."""
+@pytest.mark.parametrize('sampler', [
+    dict(lmbda=1.0),  # the student samples every batch
+    dict(lmbda=0.0, seq_kd=True),  # the teacher does
+])
+def test_sampled_batches_are_not_calibrated(tmp_path, tokenizer, chats,
+                                            sampler):
+    """Labels sampled by the student (lmbda) or the teacher (seq_kd) are no
+    ground truth: the loss is the plain GKD loss on them, and no LoCa
+    statistics are gathered."""
     student = U.tiny_gpt2(tokenizer, seed=0)
     losses, generated = {}, {}
     for calibrate in ('wrong', 'none'):
@@ -142,13 +148,15 @@ def test_on_policy_batches_are_not_calibrated(tmp_path, tokenizer, chats):
             chats,
             student=copy.deepcopy(student),
             calibrate=calibrate,
-            lmbda=1.0)
+            **sampler)
         batch = ground_truth_batch(trainer)
+        ground_truth = batch['labels'].clone()
         trainer.current_gradient_accumulation_steps = 1  # set by train()
         torch.manual_seed(7)  # the same samples for both trainers
         losses[calibrate] = trainer.training_step(trainer.model, batch)
         generated[calibrate] = batch['labels']
         assert trainer._loca_stats is None
+    assert not torch.equal(generated['wrong'], ground_truth)
     assert torch.equal(generated['wrong'], generated['none'])
     assert losses['wrong'].item() == pytest.approx(
         losses['none'].item(), rel=1e-6)
