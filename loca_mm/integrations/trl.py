@@ -90,7 +90,8 @@ class LoCaGKDTrainer(LoCaStatsLogMixin, GKDTrainer):
             raise TypeError('LoCaGKDTrainer needs LoCaGKDConfig (GKDConfig '
                             'plus calibrate and alpha), got '
                             f'{type(config).__name__}')
-        # Set before GKDTrainer.__init__, which may already evaluate.
+        # Whether the batch in hand has sampled labels (set by
+        # generate_on_policy_outputs), and the LoCa sums since the last log.
         self._labels_generated = False
         self._loca_stats: Optional[Tensor] = None
         super().__init__(*args, **kwargs)
@@ -106,7 +107,9 @@ class LoCaGKDTrainer(LoCaStatsLogMixin, GKDTrainer):
 
     def generate_on_policy_outputs(self, model, inputs, generation_config):
         """GKD's generation (student with ``lmbda``, teacher with
-        ``seq_kd``); its labels are samples, not the ground truth."""
+        ``seq_kd``); its labels are samples, not the ground truth. (An
+        instance method here, a static one in GKD: it records that the
+        batch's labels were sampled.)"""
         self._labels_generated = True
         return GKDTrainer.generate_on_policy_outputs(model, inputs,
                                                      generation_config)
