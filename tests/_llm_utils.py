@@ -89,6 +89,35 @@ def build_tokenizer(texts,
         } if bos else {}))
 
 
+# A chat template in the tokenizer's words: each turn is its role, ':' and
+# its content, closed by [EOS]; the generation prompt opens the assistant's.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }} : "
+    "{{ message['content'] }} [EOS] {% endfor %}"
+    "{% if add_generation_prompt %}assistant : {% endif %}")
+CHAT_WORDS = ('system', 'user', 'assistant', ':')
+
+
+def chat_tokenizer(records=RECORDS) -> PreTrainedTokenizerFast:
+    """:func:`build_tokenizer` over the records, with a chat template."""
+    tokenizer = build_tokenizer(record_texts(records), extra_words=CHAT_WORDS)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def chat_records(records=RECORDS):
+    """The records as conversations: a user turn, the assistant's answer."""
+    return [{
+        'messages': [{
+            'role': 'user',
+            'content': ' '.join(filter(None, [r['instruction'], r['context']]))
+        }, {
+            'role': 'assistant',
+            'content': r['response']
+        }]
+    } for r in records]
+
+
 def instruction_examples(records=RECORDS):
     return [
         InstructionExample(r['instruction'], r['context'], (r['response'], ))

@@ -21,7 +21,7 @@ from loca_mm.integrations import instruction_eval as E  # noqa: E402
 from loca_mm.integrations.distill_run import read_run_args  # noqa: E402
 from loca_mm.integrations.hf_models import load_causal_lm  # noqa: E402
 from loca_mm.integrations.instruction_data import (  # noqa: E402
-    IGNORE_INDEX, encode_example, load_instruction_jsonl, prompt_token_ids)
+    IGNORE_INDEX, encode_example, load_instruction_file, prompt_token_ids)
 
 
 @pytest.fixture(scope='module')
@@ -105,7 +105,7 @@ def test_every_file_is_checked_before_generating(tmp_path, model, tokenizer,
     calls = []
     monkeypatch.setattr(E, 'evaluate_rouge_l',
                         lambda *a, **k: calls.append(a) or (0.0, []))
-    with pytest.raises(ValueError, match='empty.jsonl holds no instruction'):
+    with pytest.raises(ValueError, match='empty.jsonl holds no records'):
         E.run_rouge_evaluation(model, tokenizer, [good, str(empty)])
     with pytest.raises(FileNotFoundError):
         E.run_rouge_evaluation(model, tokenizer,
@@ -145,7 +145,7 @@ def test_eval_tool_limit_zero_and_a_tokenizer_without_pad(tmp_path):
     with pytest.raises(
             ValueError, match='limit must be a number of records '
             '>= 1, got 0'):
-        load_instruction_jsonl(
+        load_instruction_file(
             U.write_jsonl(tmp_path / 'r.jsonl', U.RECORDS), limit=0)
     tool = load_tool('eval_rouge')
     with pytest.raises(SystemExit):

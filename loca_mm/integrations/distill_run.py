@@ -16,7 +16,7 @@ from .hf_models import (ADAPTER_FILES, DTYPES, MODEL_FILES, add_lora,
                         load_model_config, load_tokenizer)
 from .instruction_data import (TOKENIZATIONS, InstructionDataset,
                                ResponseOnlyCollator, check_tokenization,
-                               load_instruction_jsonl)
+                               load_instruction_file)
 from .instruction_eval import RougeLMetric
 from .transformers import LoCaDistillArguments, LoCaDistillTrainer
 
@@ -36,7 +36,12 @@ class ModelDataArguments:
     student: str = field(
         metadata={'help': 'student causal LM: local directory or Hub name'})
     train_file: str = field(
-        metadata={'help': 'training records, Dolly or MiniLLM JSONL'})
+        metadata={
+            'help':
+            'training records: a .json, .jsonl or .parquet file of Dolly, '
+            'MiniLLM, prompt/completion or conversational (messages) '
+            'records'
+        })
     eval_file: Optional[str] = field(
         default=None,
         metadata={
@@ -234,14 +239,14 @@ def build_distill_trainer(data_args: ModelDataArguments,
                           ) -> LoCaDistillTrainer:
     """Load the models and data of a run and return its trainer.
 
-    The arguments (:func:`check_run_arguments`), the records and
-    ``max_length`` against the positions of both models (from their
-    configs) are checked before any weights are loaded.
+    The arguments (:func:`check_run_arguments`), the records (read and
+    tokenized) and ``max_length`` against the positions of both models
+    (from their configs) are checked before any weights are loaded.
     """
     check_run_arguments(data_args, train_args)
-    train_examples = load_instruction_jsonl(data_args.train_file)
+    train_examples = load_instruction_file(data_args.train_file)
     eval_examples = None if data_args.eval_file is None else \
-        load_instruction_jsonl(data_args.eval_file)
+        load_instruction_file(data_args.eval_file)
     for role in ('student', 'teacher'):
         name = getattr(data_args, role)
         check_length_fits(
@@ -249,25 +254,27 @@ def build_distill_trainer(data_args: ModelDataArguments,
             f'--max_length {data_args.max_length} (the {role}, {name})')
     tokenizer = load_tokenizer(data_args.student)
     teacher_tokenizer = load_tokenizer(data_args.teacher)
-    student = load_causal_lm(data_args.student, data_args.student_dtype)
-    teacher = load_causal_lm(data_args.teacher, data_args.teacher_dtype)
-    if data_args.lora_r:
-        student = add_lora(student, data_args.lora_r, data_args.lora_alpha,
-                           data_args.lora_dropout,
-                           data_args.lora_target_modules)
 
     def dataset(examples) -> InstructionDataset:
         return InstructionDataset(examples, tokenizer, data_args.max_length,
                                   data_args.max_prompt_length,
                                   data_args.tokenization)
 
+    # Tokenized before the weights load: a record the tokenizer cannot
+    # render (a conversation without a chat template) stops the run early.
     train_dataset = dataset(train_examples)
     print(f'{len(train_dataset)} training records '
           f'({train_dataset.num_dropped} dropped for prompts over '
           f'{data_args.max_prompt_length} tokens)')
-    eval_dataset, generation_metrics = None, {}
+    eval_dataset = None if eval_examples is None else dataset(eval_examples)
+    student = load_causal_lm(data_args.student, data_args.student_dtype)
+    teacher = load_causal_lm(data_args.teacher, data_args.teacher_dtype)
+    if data_args.lora_r:
+        student = add_lora(student, data_args.lora_r, data_args.lora_alpha,
+                           data_args.lora_dropout,
+                           data_args.lora_target_modules)
+    generation_metrics = {}
     if eval_examples is not None:
-        eval_dataset = dataset(eval_examples)
         generation_metrics['rougeL'] = RougeLMetric(
             eval_examples[:data_args.rouge_limit],
             data_args.rouge_max_new_tokens,

@@ -19,8 +19,8 @@ import torch
 from rouge_score import rouge_scorer
 
 from .hf_models import check_length_fits
-from .instruction_data import (InstructionExample, check_tokenization,
-                               load_instruction_jsonl, prompt_token_ids)
+from .instruction_data import (Example, check_tokenization,
+                               load_instruction_file, prompt_token_ids)
 
 #: MiniLLM's sampling: the model's own distribution, untruncated.
 SAMPLING = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
@@ -79,7 +79,7 @@ def _pad_token_id(tokenizer) -> int:
 @torch.no_grad()
 def generate_responses(model,
                        tokenizer,
-                       prompts: Sequence[str],
+                       prompts: Sequence[str | Sequence[int]],
                        max_new_tokens: int = 256,
                        batch_size: int = 8,
                        seed: Optional[int] = None,
@@ -97,7 +97,8 @@ def generate_responses(model,
     Args:
         model: a Hugging Face causal LM.
         tokenizer: its tokenizer (a pad token, or EOS to pad with).
-        prompts (Sequence[str]): the prompts.
+        prompts (Sequence[str | Sequence[int]]): the prompts, as text
+            (tokenized as ``tokenization`` says) or as token ids.
         max_new_tokens (int): generation length cap. Defaults to 256.
         batch_size (int): prompts per ``generate`` call. Defaults to 8.
         seed (int, optional): sample with this seed; None: greedy.
@@ -124,6 +125,7 @@ def generate_responses(model,
             for start in range(0, len(prompts), batch_size):
                 rows = [
                     prompt_token_ids(tokenizer, prompt, tokenization)
+                    if isinstance(prompt, str) else prompt
                     for prompt in prompts[start:start + batch_size]
                 ]
                 batch = {
@@ -147,7 +149,7 @@ def generate_responses(model,
 
 def evaluate_rouge_l(model,
                      tokenizer,
-                     examples: Sequence[InstructionExample],
+                     examples: Sequence[Example],
                      max_new_tokens: int = 256,
                      batch_size: int = 8,
                      seed: Optional[int] = None,
@@ -158,7 +160,7 @@ def evaluate_rouge_l(model,
     Args:
         model: a Hugging Face causal LM.
         tokenizer: its tokenizer.
-        examples (Sequence[InstructionExample]): held-out records.
+        examples (Sequence[Example]): held-out records.
         max_new_tokens (int): generation length cap. Defaults to 256.
         batch_size (int): prompts per ``generate`` call. Defaults to 8.
         seed (int, optional): sample with this seed; None: greedy.
@@ -167,9 +169,10 @@ def evaluate_rouge_l(model,
     Returns:
         tuple[float, list[str]]: ROUGE-L in percent and the responses.
     """
-    responses = generate_responses(model, tokenizer,
-                                   [example.prompt
-                                    for example in examples], max_new_tokens,
+    prompts = [
+        example.prompt_ids(tokenizer, tokenization) for example in examples
+    ]
+    responses = generate_responses(model, tokenizer, prompts, max_new_tokens,
                                    batch_size, seed, tokenization)
     score = rouge_l(responses, [example.references for example in examples])
     return score, responses
@@ -184,14 +187,13 @@ def display_names(paths: Sequence[str]) -> list[str]:
 
 
 def check_prompts_fit(model, tokenizer,
-                      files: dict[str, Sequence[InstructionExample]],
+                      files: dict[str, Sequence[Example]],
                       max_new_tokens: int, tokenization: str) -> None:
     """Raise ValueError naming the record whose prompt plus
     ``max_new_tokens`` exceeds the model's positions."""
     for path, examples in files.items():
         for index, example in enumerate(examples):
-            length = len(
-                prompt_token_ids(tokenizer, example.prompt, tokenization))
+            length = len(example.prompt_ids(tokenizer, tokenization))
             check_length_fits(
                 length + max_new_tokens, (model, ),
                 f'record {index + 1} of {path} (a {length}-token prompt and '
@@ -229,7 +231,8 @@ def run_rouge_evaluation(model,
     Args:
         model: a Hugging Face causal LM.
         tokenizer: its tokenizer.
-        paths (Sequence[str]): Dolly or MiniLLM JSONL files.
+        paths (Sequence[str]): data files, as
+            :func:`~.instruction_data.load_instruction_file` reads them.
         limit (int, optional): evaluate the first ``limit`` records of each.
         max_new_tokens (int): generation length cap. Defaults to 256.
         batch_size (int): prompts per ``generate`` call. Defaults to 8.
@@ -249,7 +252,7 @@ def run_rouge_evaluation(model,
     if output is not None and osp.exists(output):
         raise FileExistsError(f'{output} exists; choose another --output or '
                               'remove it (results are never overwritten)')
-    files = {path: load_instruction_jsonl(path, limit) for path in paths}
+    files = {path: load_instruction_file(path, limit) for path in paths}
     check_prompts_fit(model, tokenizer, files, max_new_tokens, tokenization)
     names = dict(zip(paths, display_names(paths)))
     scores, details = {}, {}
@@ -314,7 +317,7 @@ class RougeLMetric:
     ROUGE-L, as MiniLLM selects its checkpoints.
 
     Args:
-        examples (Sequence[InstructionExample]): held-out records.
+        examples (Sequence[Example]): held-out records.
         max_new_tokens (int): generation length cap. Defaults to 256.
         batch_size (int): prompts per ``generate`` call. Defaults to 8.
         seed (int, optional): sample with this seed; None (default): greedy.
@@ -322,7 +325,7 @@ class RougeLMetric:
     """
 
     def __init__(self,
-                 examples: Sequence[InstructionExample],
+                 examples: Sequence[Example],
                  max_new_tokens: int = 256,
                  batch_size: int = 8,
                  seed: Optional[int] = None,

@@ -282,7 +282,9 @@ def fused_response_token_loss(student_hidden: Tensor,
                               ce_weight: float = 0.5,
                               kd_weight: float = 0.5,
                               chunk_size: int = 1024,
-                              block_size: int = 128) -> LF.DistillLoss:
+                              block_size: int = 128,
+                              num_classes: Optional[int] = None
+                              ) -> LF.DistillLoss:
     """:func:`response_token_loss` from the models' last hidden states.
 
     The output layers are applied inside the loss, ``chunk_size`` response
@@ -302,6 +304,9 @@ def fused_response_token_loss(student_hidden: Tensor,
             :func:`response_token_loss`.
         block_size (int): tokens per block within a chunk (the teacher's
             logits). Defaults to 128.
+        num_classes (int, optional): use the output layers' first
+            ``num_classes`` rows only (those of the tokenizer's vocabulary,
+            when the layers are padded beyond it); default: all rows.
 
     Returns:
         DistillLoss: as :func:`response_token_loss`.
@@ -312,21 +317,26 @@ def fused_response_token_loss(student_hidden: Tensor,
             f'labels of shape {tuple(labels.shape)} do not fit hidden states '
             f'of shapes {tuple(student_hidden.shape)} (student) and '
             f'{tuple(teacher_hidden.shape)} (teacher)')
+    rows = slice(num_classes)  # a view: the weights are not copied
     return LF.fused_linear_distill_loss(
         student_hidden.reshape(-1, student_hidden.shape[-1]),
-        student_head.weight,
+        student_head.weight[rows],
         teacher_hidden.reshape(-1, teacher_hidden.shape[-1]),
-        teacher_head.weight,
+        teacher_head.weight[rows],
         next_token_labels(labels).reshape(-1),
         loss_fn=_ce_plus_distill,
         chunk_size=chunk_size,
         block_size=block_size,
         ignore_index=IGNORE_INDEX,
-        student_bias=student_head.bias,
-        teacher_bias=teacher_head.bias,
+        student_bias=_rows_of(student_head.bias, rows),
+        teacher_bias=_rows_of(teacher_head.bias, rows),
         distill_fn=distill_fn,
         ce_weight=ce_weight,
         kd_weight=kd_weight)
+
+
+def _rows_of(bias: Optional[Tensor], rows: slice) -> Optional[Tensor]:
+    return None if bias is None else bias[rows]
 
 
 def _logit_width(model: nn.Module) -> int:
@@ -339,11 +349,16 @@ def _logit_width(model: nn.Module) -> int:
 def check_shared_vocabulary(student: nn.Module,
                             teacher: nn.Module,
                             tokenizer=None,
-                            teacher_tokenizer=None) -> None:
-    """Raise ValueError unless teacher and student share one vocabulary.
+                            teacher_tokenizer=None) -> int:
+    """Raise ValueError unless teacher and student share one vocabulary;
+    return the number of logits the loss compares.
 
     LoCa-KD compares the two next-token distributions entry by entry, so
-    the logits must have the same width and index the same tokens.
+    the logits must index the same tokens. Output layers of different
+    widths (rows padded beyond the vocabulary, as Qwen2.5's 151,936 and
+    152,064) are accepted when both tokenizers are given, equal, and within
+    both widths: the loss then compares the tokenizer's ``len(tokenizer)``
+    logits and leaves the padding rows out.
 
     Args:
         student (nn.Module): the student causal LM.
@@ -351,20 +366,30 @@ def check_shared_vocabulary(student: nn.Module,
         tokenizer: the student's tokenizer (the one the data is encoded
             with), optional.
         teacher_tokenizer: the teacher's own tokenizer, optional.
+
+    Returns:
+        int: the output layers' width, or ``len(tokenizer)`` when the
+        widths differ.
     """
-    student_width, teacher_width = _logit_width(student), _logit_width(teacher)
-    if student_width != teacher_width:
+    widths = {'student': _logit_width(student),
+              'teacher': _logit_width(teacher)}
+    for role, width in widths.items():
+        if tokenizer is not None and len(tokenizer) > width:
+            raise ValueError(
+                f'the tokenizer has {len(tokenizer)} tokens but the {role} '
+                f'predicts only {width}; resize its embeddings or use the '
+                'tokenizer it was trained with')
+    padded = widths['student'] != widths['teacher']
+    if padded and (tokenizer is None or teacher_tokenizer is None):
         raise ValueError(
             'teacher and student must share one vocabulary: the teacher '
-            f'predicts {teacher_width} tokens, the student {student_width}. '
-            'Distill within one model family that uses one tokenizer.')
-    if tokenizer is not None and len(tokenizer) > student_width:
-        raise ValueError(
-            f'the tokenizer has {len(tokenizer)} tokens but the models '
-            f'predict only {student_width}; resize the embeddings of both '
-            'models or use the tokenizer they were trained with')
+            f"predicts {widths['teacher']} tokens, the student "
+            f"{widths['student']}. Output layers padded beyond one shared "
+            'tokenizer are accepted when both tokenizers are given (to '
+            'compare them); otherwise distill within one model family that '
+            'uses one tokenizer.')
     if tokenizer is None or teacher_tokenizer is None:
-        return
+        return widths['student']
     student_vocab = tokenizer.get_vocab()
     teacher_vocab = teacher_tokenizer.get_vocab()
     if student_vocab != teacher_vocab:
@@ -381,6 +406,7 @@ def check_shared_vocabulary(student: nn.Module,
                 f'teacher and student tokenizers have different {name}: '
                 f'{getattr(teacher_tokenizer, name)} vs '
                 f'{getattr(tokenizer, name)}')
+    return len(tokenizer) if padded else widths['student']
 
 
 def _base_model(model: nn.Module) -> nn.Module:
@@ -431,7 +457,31 @@ def _prepare_deepspeed_teacher(teacher: nn.Module, accelerator) -> nn.Module:
     return engine
 
 
-class LoCaDistillTrainer(Trainer):
+class LoCaStatsLogMixin:
+    """Adds ``loca_ratio`` and ``loca_scale`` to a ``Trainer``'s training
+    log entries, from the results passed to ``_accumulate_loca_stats``
+    since the last entry (sums kept on the device, so no synchronisation
+    per step; ``self._loca_stats`` starts as None)."""
+
+    def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
+        counts = LF.calibration_counts(result)
+        self._loca_stats = counts if self._loca_stats is None else (
+            self._loca_stats + counts)
+
+    def log(self,
+            logs: dict[str, float],
+            start_time: Optional[float] = None) -> None:
+        """Add LoCa's correction statistics to training log entries."""
+        # Training entries carry 'loss'; evaluation and summary entries
+        # ('eval_loss', 'train_loss') do not, and leave the sums alone.
+        if 'loss' in logs and self._loca_stats is not None:
+            totals = self.accelerator.reduce(self._loca_stats, reduction='sum')
+            logs.update(LF.calibration_summary(totals))
+            self._loca_stats = None
+        super().log(logs, start_time)
+
+
+class LoCaDistillTrainer(LoCaStatsLogMixin, Trainer):
     """Distils a frozen teacher into a student causal LM with (LoCa-)KD.
 
     Batches need ``labels`` (token ids, ``IGNORE_INDEX`` at prompt and
@@ -447,6 +497,11 @@ class LoCaDistillTrainer(Trainer):
     ``num_items_in_batch``, the response tokens of the whole accumulated
     batch (of all processes), as the Trainer counts them: accumulated
     micro-batches of any lengths give the gradient of their concatenation.
+
+    Output layers that differ only in rows beyond the shared tokenizer's
+    vocabulary are accepted (both tokenizers given): those rows are left out
+    of the logits and of the fused loss's weights, and a warning says so
+    once (:func:`check_shared_vocabulary`).
 
     Args:
         model (nn.Module): the student causal LM (may be a ``peft`` model).
@@ -470,6 +525,8 @@ class LoCaDistillTrainer(Trainer):
     Attributes:
         fused_off_reason (str | None): why the fused loss is not used (set
             at the first batch), None while it is.
+        num_classes (int | None): the logits the loss compares, when the
+            output layers are padded to different widths; None: all.
     """
 
     def __init__(self,
@@ -485,9 +542,17 @@ class LoCaDistillTrainer(Trainer):
         if generation_metrics and kwargs.get('processing_class') is None:
             raise ValueError('generation_metrics need the tokenizer: pass '
                              'processing_class')
-        check_shared_vocabulary(model, teacher_model,
-                                kwargs.get('processing_class'),
-                                teacher_processing_class)
+        num_classes = check_shared_vocabulary(model, teacher_model,
+                                              kwargs.get('processing_class'),
+                                              teacher_processing_class)
+        widths = (_logit_width(teacher_model), _logit_width(model))
+        self.num_classes = None if widths[0] == widths[1] else num_classes
+        if self.num_classes is not None:
+            logger.warning(
+                "LoCaDistillTrainer: the output layers are padded beyond "
+                "the tokenizer's %d tokens (teacher %d rows, student %d); "
+                'the loss compares the first %d logits and leaves the '
+                'padding rows out', num_classes, *widths, num_classes)
         super().__init__(model=model, args=args, **kwargs)
         # compute_loss normalises by num_items_in_batch itself: the Trainer
         # is to count it (over labels[..., 1:], the positions this loss
@@ -677,12 +742,15 @@ class LoCaDistillTrainer(Trainer):
                 ce_weight=self.args.ce_weight,
                 kd_weight=self.args.kd_weight,
                 chunk_size=self.args.loss_chunk_size,
-                block_size=self.args.loss_block_size)
+                block_size=self.args.loss_block_size,
+                num_classes=self.num_classes)
         else:
             outputs = model(**model_inputs)
             with torch.no_grad():
                 teacher_logits = self.teacher_model(**model_inputs).logits
-            result = self.response_loss(outputs.logits, teacher_logits, labels)
+            rows = slice(self.num_classes)
+            result = self.response_loss(outputs.logits[..., rows],
+                                        teacher_logits[..., rows], labels)
         if model.training and self.args.calibrate != 'none':
             self._accumulate_loca_stats(result)
         loss = result.loss
@@ -714,20 +782,3 @@ class LoCaDistillTrainer(Trainer):
                 output.metrics[f'eval_{name}'] = metric(
                     self.model, self.processing_class)
         return output
-
-    def _accumulate_loca_stats(self, result: LF.DistillLoss) -> None:
-        counts = LF.calibration_counts(result)
-        self._loca_stats = counts if self._loca_stats is None else (
-            self._loca_stats + counts)
-
-    def log(self,
-            logs: dict[str, float],
-            start_time: Optional[float] = None) -> None:
-        """Add LoCa's correction statistics to training log entries."""
-        # Training entries carry 'loss'; evaluation and summary entries
-        # ('eval_loss', 'train_loss') do not, and leave the sums alone.
-        if 'loss' in logs and self._loca_stats is not None:
-            totals = self.accelerator.reduce(self._loca_stats, reduction='sum')
-            logs.update(LF.calibration_summary(totals))
-            self._loca_stats = None
-        super().log(logs, start_time)

@@ -10,15 +10,18 @@
         [--overwrite_output_dir] [any transformers.TrainingArguments flag]
 
 TEACHER and STUDENT are local directories or Hub names of two causal LMs
-that share one tokenizer. The training file is JSONL in Dolly's format
-(``instruction``, ``context``, ``response``) or MiniLLM's (``instruction``,
-``input``, ``output``). Every argument and data file is checked before a
-model is loaded. DIR must be empty or new unless ``--overwrite_output_dir``
-(which removes the run there first) or ``--resume_from_checkpoint``. The
-student (or its LoRA adapters), its tokenizer, the run's model and data
-arguments (``distill_args.json``, which eval_rouge.py reads) and its log
-history (``trainer_state.json``) are saved to DIR. See docs/llm.md for the
-paper's setting.
+that share one tokenizer. The training and evaluation files are JSON, JSON
+Lines or Parquet (whatever ``datasets`` loads) of records in Dolly's form
+(``instruction``, ``context``, ``response``), MiniLLM's (``instruction``,
+``input``, ``output``), ``prompt`` / ``completion``, or conversational
+``messages`` (rendered with the tokenizer's chat template); the loss covers
+the response (the assistant's last turn) only. Every argument and data file
+is checked before a model is loaded. DIR must be empty or new unless
+``--overwrite_output_dir`` (which removes the run there first) or
+``--resume_from_checkpoint``. The student (or its LoRA adapters), its
+tokenizer, the run's model and data arguments (``distill_args.json``, which
+eval_rouge.py reads) and its log history (``trainer_state.json``) are saved
+to DIR. See docs/llm.md for the paper's setting.
 """
 from __future__ import annotations
 

@@ -9,9 +9,12 @@ MODEL is a local directory (e.g. the output of tools/llm/distill.py or one
 of its checkpoints) or a Hub name. For a model distill.py saved, prompts
 are tokenized as in its training (``distill_args.json`` beside it); an
 explicit ``--tokenization`` that differs is used, with a warning. Each DATA
-file is Dolly JSONL (``instruction``, ``context``, ``response``) or MiniLLM
-JSONL (``instruction``, ``input``, ``output``, with ``output`` a string or a
-list of references), e.g. the Dolly validation split, S-NI and UnNI.
+file is JSON, JSON Lines or Parquet of Dolly records (``instruction``,
+``context``, ``response``), MiniLLM records (``instruction``, ``input``,
+``output``, with ``output`` a string or a list of references; e.g. the Dolly
+validation split, S-NI and UnNI), ``prompt`` / ``completion`` records or
+conversational ``messages`` (the prompt rendered with the model's chat
+template, the assistant's last turn the reference).
 Greedy by default; ``--do-sample`` samples as MiniLLM does (temperature 1,
 top_k 0, top_p 1) once per seed and reports the mean and standard
 deviation. Prints one ROUGE-L (percent) per file.
@@ -48,7 +51,8 @@ def positive_int(text: str) -> int:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('model', help='local directory or Hub name')
-    parser.add_argument('data', nargs='+', help='held-out JSONL files')
+    parser.add_argument(
+        'data', nargs='+', help='held-out .json, .jsonl or .parquet files')
     parser.add_argument(
         '--limit',
         type=positive_int,
