@@ -310,12 +310,26 @@ def test_teacher_weights_from_a_checkpoint_or_init_cfg_or_opt_in(
     for key, value in pretrained.teacher.state_dict().items():
         assert torch.equal(value, saved[key]), key
     # A backbone-only init_cfg leaves the head random: refused.
-    partial = dict(
-        lenet(),
+    partial = dict(lenet())
+    partial['backbone'] = dict(
+        partial['backbone'],
         init_cfg=dict(
             type='Pretrained', checkpoint=str(path), prefix='backbone'))
     with pytest.raises(ValueError, match='teacher_ckpt'):
         RAZOR_MODELS.build(distill(teacher=partial))
+    # The whole teacher from a part of a file must fit it too.
+    prefixed = RAZOR_MODELS.build(
+        distill(
+            teacher=dict(
+                lenet(),
+                init_cfg=dict(
+                    type='Pretrained', checkpoint=str(path),
+                    prefix='backbone'))))
+    with pytest.raises(CheckpointMismatchError, match='head.fc.weight'):
+        prefixed.init_weights()
+    # Two sources of teacher weights: which one wins is not guessed.
+    with pytest.raises(ValueError, match='weights twice'):
+        RAZOR_MODELS.build(distill(teacher=teacher, teacher_ckpt=str(path)))
     # The explicit opt-in.
     RAZOR_MODELS.build(distill(teacher_ckpt=None, allow_random_teacher=True))
 
