@@ -263,7 +263,7 @@ def test_test_py_reports_the_last_validation_top1(runs):
 
 
 def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
-        runs, monkeypatch):
+        runs, monkeypatch, capsys):
     # The converted student with the distillation config: its keys lack
     # the architecture. prefix; it loads into the student, which scores as
     # in the distillation checkpoint it came from.
@@ -283,8 +283,7 @@ def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
     load_tool('test.py').main()
     assert json.loads(metrics_file.read_text())['accuracy/top1'] == \
         pytest.approx(runs['test_metrics']['accuracy/top1'])
-    log, = work_dir.glob('*/*.log')
-    assert 'loaded into the student' in log.read_text()
+    assert 'loaded into the student' in capsys.readouterr().out  # the log
 
     # A file that fits neither the distillation model nor its student.
     other = runs['root'] / 'other.pth'

@@ -227,22 +227,22 @@ class StrictSingleTeacherDistill(SingleTeacherDistill):
             for key in list(state_dict) if key.startswith(prefix)
         }
         own = self.state_dict()
+        source = 'the checkpoint loaded (load_from, resume, load_checkpoint)'
         if any(key.startswith((STUDENT_PREFIX, TEACHER_PREFIX))
                for key in loaded):
-            check_fit(loaded, own, 'the checkpoint loaded',
+            check_fit(loaded, own, source,
                       f'the distillation model ({type(self).__name__})')
         else:
             check_fit(
                 loaded, self.architecture.state_dict(),
-                'the checkpoint loaded (no architecture.* or teacher.* '
-                'keys: read as a plain student checkpoint)',
+                f'{source}, read as a plain student checkpoint (it has no '
+                f'{STUDENT_PREFIX}* or {TEACHER_PREFIX}* keys),',
                 'the student (model.architecture)')
             print_log(
-                'the checkpoint loaded holds a plain model (no '
-                f'{STUDENT_PREFIX}* or {TEACHER_PREFIX}* keys): its '
-                f'{len(loaded)} weights are loaded into the student '
-                '(model.architecture); the teacher and the distiller keep '
-                'their weights.',
+                f'{source} holds a plain model (no {STUDENT_PREFIX}* or '
+                f'{TEACHER_PREFIX}* keys): its {len(loaded)} weights are '
+                'loaded into the student (model.architecture); the teacher '
+                'and the distiller keep their weights.',
                 logger='current')
             loaded = {STUDENT_PREFIX + key: value
                       for key, value in loaded.items()}
