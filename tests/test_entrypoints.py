@@ -263,7 +263,7 @@ def test_test_py_reports_the_last_validation_top1(runs):
 
 
 def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
-        runs, monkeypatch, capsys):
+        runs, monkeypatch):
     # The converted student with the distillation config: its keys lack
     # the architecture. prefix; it loads into the student, which scores as
     # in the distillation checkpoint it came from.
@@ -274,7 +274,9 @@ def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
         'test.py',
         str(runs['two_config']), '--work-dir',
         str(work_dir), '--out',
-        str(metrics_file), '--cfg-options'
+        str(metrics_file), '--cfg-options',
+        # A logger of its own (mmengine names it after the experiment).
+        'experiment_name=student_with_kd_config'
     ] + command_line_options(
         dataloader_options(runs['data'], batch_size=4, in_process=True))
     monkeypatch.setattr(sys, 'argv',
@@ -283,7 +285,8 @@ def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
     load_tool('test.py').main()
     assert json.loads(metrics_file.read_text())['accuracy/top1'] == \
         pytest.approx(runs['test_metrics']['accuracy/top1'])
-    assert 'loaded into the student' in capsys.readouterr().out  # the log
+    log, = work_dir.glob('*/*.log')
+    assert 'loaded into the student' in log.read_text()
 
     # A file that fits neither the distillation model nor its student.
     other = runs['root'] / 'other.pth'
