@@ -1,7 +1,10 @@
 """LoCa's calibration scalars reach mmengine's visualizer backends (the local
 scalars.json and TensorBoard) and the text log with the values the teacher
-implies, each log entry for exactly the iterations since the previous one."""
+implies: with LoCaLossHook each log entry for exactly the iterations since
+the previous one, without it (published by the algorithm) for its last
+iteration."""
 import math
+import warnings
 
 import pytest
 from mmengine.config import Config
@@ -97,3 +100,25 @@ def test_each_log_entry_gives_its_window_exactly(tmp_path):
     log_file, = (tmp_path / 'work').glob('*/*.log')
     text = log_file.read_text()
     assert 'loca_ratio: 0.5000' in text and 'loca_ratio: 0.4286' in text
+
+
+def test_without_the_hook_the_algorithm_publishes_each_iteration(tmp_path):
+    """A config without LoCaLossHook (custom_hooks=[]): the distillation
+    algorithm publishes the statistics itself, each log entry those of its
+    last iteration (6/8, then 6/6 here), without a warning."""
+    labels = ([PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] +  # 6 of 8 calibrated
+              [PREDICTED] * 8 +  # none
+              [PREDICTED, 0, 1, 2, PREDICTED, 4, 5, 6] +  # 6 of 8
+              [0, 1, 2, 4, 5, 6])  # 6 of 6
+    cfg = loca_config(tmp_path, labels, 2, custom_hooks=[])
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='.*LoCaLossHook')
+        Runner.from_cfg(cfg).train()
+
+    logged, = logged_scalars(tmp_path / 'work')
+    train = [entry for entry in logged if 'loca_ratio' in entry]
+    assert [entry['step'] for entry in train] == [2, 4]
+    # Iteration 2 calibrated nothing: no mean s, and none repeated.
+    assert train[0]['loca_ratio'] == 0.0 and 'loca_scale' not in train[0]
+    assert train[1]['loca_ratio'] == pytest.approx(1.0, abs=1e-7)
+    assert train[1]['loca_scale'] == pytest.approx(EXPECTED_SCALE, abs=1e-6)

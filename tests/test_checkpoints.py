@@ -310,12 +310,26 @@ def test_teacher_weights_from_a_checkpoint_or_init_cfg_or_opt_in(
     for key, value in pretrained.teacher.state_dict().items():
         assert torch.equal(value, saved[key]), key
     # A backbone-only init_cfg leaves the head random: refused.
-    partial = dict(
-        lenet(),
+    partial = dict(lenet())
+    partial['backbone'] = dict(
+        partial['backbone'],
         init_cfg=dict(
             type='Pretrained', checkpoint=str(path), prefix='backbone'))
     with pytest.raises(ValueError, match='teacher_ckpt'):
         RAZOR_MODELS.build(distill(teacher=partial))
+    # The whole teacher from a part of a file must fit it too.
+    prefixed = RAZOR_MODELS.build(
+        distill(
+            teacher=dict(
+                lenet(),
+                init_cfg=dict(
+                    type='Pretrained', checkpoint=str(path),
+                    prefix='backbone'))))
+    with pytest.raises(CheckpointMismatchError, match='head.fc.weight'):
+        prefixed.init_weights()
+    # Two sources of teacher weights: which one wins is not guessed.
+    with pytest.raises(ValueError, match='weights twice'):
+        RAZOR_MODELS.build(distill(teacher=teacher, teacher_ckpt=str(path)))
     # The explicit opt-in.
     RAZOR_MODELS.build(distill(teacher_ckpt=None, allow_random_teacher=True))
 
@@ -544,3 +558,27 @@ def test_damaged_checkpoint_without_an_earlier_one(trained_toy):
         build_runner(toy_cfg(work_dir, 'again', resume=True))
     assert 'holds no earlier epoch_*/iter_* checkpoint' in str(error.value)
     assert '--resume PATH' in str(error.value)
+
+
+def test_resume_from_weights_only_names_the_file(tmp_path, monkeypatch):
+    # A student written by convert_kd_ckpt_to_student.py keeps the training
+    # run's meta but holds no message_hub; a release holds weights only.
+    quiet_runner_reports(monkeypatch)
+    config = write_config(tmp_path / 'toy.py',
+                          toy_cfg(tmp_path, 'toy').to_dict())
+    for name, checkpoint, missing in (
+        ('student.pth', {'state_dict': {'w': torch.ones(1)},
+                         'meta': {'epoch': 2, 'iter': 6}}, 'message_hub'),
+        ('release.pth', {'w': torch.ones(1)}, 'meta, message_hub'),
+    ):
+        path = tmp_path / name
+        torch.save(checkpoint, path)
+        monkeypatch.setattr(sys, 'argv', [
+            'train.py', str(config), '--work-dir', str(tmp_path),
+            '--resume', str(path)])
+        with pytest.raises(CheckpointMismatchError) as error:
+            load_tool('train.py').main()
+        message = str(error.value)
+        assert f'cannot resume from {path}' in message
+        assert f'holds no training state to resume (no {missing})' in message
+        assert f'load_from={path}' in message  # what to do instead

@@ -1,5 +1,6 @@
 """Real mmengine Runners distilling through ``custom_imports``: the losses
-train, log their values and calibration statistics, checkpoint and resume."""
+train, log their values and calibration statistics, checkpoint and resume;
+every weight loaded into the distillation model fits it."""
 import os.path as osp
 
 import numpy as np
@@ -9,7 +10,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
 
-from _support import logged_scalars
+from _support import load_tool, logged_scalars
+from loca_mm.utils.checkpoint import CheckpointMismatchError
 
 NUM_CLASSES = 4
 
@@ -218,3 +220,82 @@ def test_mismatched_teacher_checkpoint_stops_the_run(image_folder,
     assert 'does not fit the teacher model' in message
     assert 'backbone.conv1.weight' in message  # a missing key, named
     assert 'repdistiller_to_mmpretrain' in message
+
+
+def test_teacher_init_cfg_loads_strictly(image_folder, tmp_path):
+    # README's alternative to teacher_ckpt: the teacher loads itself in
+    # Runner.init_weights(). A file that does not fit stops the run, as
+    # with teacher_ckpt, instead of leaving the teacher random. (A file
+    # that fits loads: test_checkpoints.py.)
+    bad = str(tmp_path / 'release.pth')
+    torch.save({'model': {'conv1.weight': torch.zeros(16, 3, 3, 3)}}, bad)
+    cfg = distill_cfg(str(tmp_path), image_folder, None, LOSSES['loca'], 1,
+                      name='teacher_init_cfg')
+    cfg.model.teacher.init_cfg = dict(type='Pretrained', checkpoint=bad)
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(CheckpointMismatchError) as info:
+        runner.train()
+    message = str(info.value)
+    assert f'teacher checkpoint {bad} does not fit the teacher' in message
+    assert 'backbone.conv1.weight' in message  # missing, named
+
+
+@pytest.fixture
+def student_file(teacher_ckpt, tmp_path):
+    """A student checkpoint made by convert_kd_ckpt_to_student.py from a
+    distillation checkpoint, and the student's weights in it."""
+    from mmrazor.registry import MODELS
+    cfg = distill_cfg(str(tmp_path), '', teacher_ckpt, LOSSES['loca'], 1)
+    algorithm = MODELS.build(cfg.model)
+    kd_file = str(tmp_path / 'epoch_1.pth')
+    torch.save({'state_dict': algorithm.state_dict(),
+                'meta': {'epoch': 1, 'iter': 4}}, kd_file)
+    student = str(tmp_path / 'student.pth')
+    load_tool('model_converters/convert_kd_ckpt_to_student.py').convert(
+        kd_file, student)
+    return student, algorithm.architecture.state_dict()
+
+
+def test_load_from_a_student_checkpoint_loads_the_student(
+        image_folder, teacher_ckpt, student_file, tmp_path):
+    path, weights = student_file
+    cfg = distill_cfg(str(tmp_path / 'work'), image_folder, teacher_ckpt,
+                      LOSSES['loca'], 1, name='load_student')
+    cfg.load_from = path
+    cfg.optim_wrapper.optimizer.lr = 0.0  # the weights stay as loaded
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    for key, value in runner.model.architecture.named_parameters():
+        torch.testing.assert_close(value, weights[key], msg=key)
+    saved = torch.load(teacher_ckpt)['state_dict']
+    for key, value in runner.model.teacher.state_dict().items():
+        torch.testing.assert_close(value, saved[key], msg=key)
+    log, = (tmp_path / 'work').glob('*/*.log')
+    assert 'loaded into the student' in log.read_text()
+
+
+def test_load_from_that_does_not_fit_stops_the_run(image_folder,
+                                                   teacher_ckpt, tmp_path):
+    # The teacher's file (twice the student's width) as load_from: read as
+    # a plain model's weights, it does not fit the student.
+    cfg = distill_cfg(str(tmp_path), image_folder, teacher_ckpt,
+                      LOSSES['loca'], 1, name='load_teacher_file')
+    cfg.load_from = teacher_ckpt
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(CheckpointMismatchError) as info:
+        runner.train()
+    message = str(info.value)
+    assert 'does not fit the student' in message
+    assert 'backbone.conv1.weight: checkpoint (16, 3, 7, 7)' in message
+    # A distillation checkpoint missing a part does not fit either.
+    partial = {
+        key: value
+        for key, value in runner.model.state_dict().items()
+        if not key.startswith('teacher.')
+    }
+    with pytest.raises(CheckpointMismatchError) as info:
+        runner.model.load_state_dict(partial, strict=False)
+    message = str(info.value)
+    assert 'does not fit the distillation model' in message
+    assert '(62 missing, 0 unexpected' in message
+    assert 'teacher.backbone.conv1.weight' in message

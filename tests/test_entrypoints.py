@@ -262,19 +262,42 @@ def test_test_py_reports_the_last_validation_top1(runs):
     assert top1 >= 50.0
 
 
-def test_test_py_refuses_a_checkpoint_of_another_model(runs, monkeypatch):
-    # The converted student checkpoint with the distillation config: its
-    # keys lack the architecture. prefix, so nothing would load.
+def test_test_py_scores_a_student_checkpoint_with_the_distillation_config(
+        runs, monkeypatch):
+    # The converted student with the distillation config: its keys lack
+    # the architecture. prefix; it loads into the student, which scores as
+    # in the distillation checkpoint it came from.
     quiet_runner_reports(monkeypatch)
-    monkeypatch.setattr(sys, 'argv', [
+    work_dir = runs['root'] / 'student_with_kd_config'
+    metrics_file = work_dir / 'metrics.json'
+    test_args = [
         'test.py',
-        str(runs['two_config']),
-        str(runs['student_ckpt']), '--work-dir',
-        str(runs['root'] / 'mismatch'), '--cfg-options'
+        str(runs['two_config']), '--work-dir',
+        str(work_dir), '--out',
+        str(metrics_file), '--cfg-options',
+        # A logger of its own (mmengine names it after the experiment).
+        'experiment_name=student_with_kd_config'
     ] + command_line_options(
-        dataloader_options(runs['data'], batch_size=4, in_process=True)))
-    with pytest.raises(RuntimeError, match='missing keys'):
+        dataloader_options(runs['data'], batch_size=4, in_process=True))
+    monkeypatch.setattr(sys, 'argv',
+                        test_args[:2] + [str(runs['student_ckpt'])] +
+                        test_args[2:])
+    load_tool('test.py').main()
+    assert json.loads(metrics_file.read_text())['accuracy/top1'] == \
+        pytest.approx(runs['test_metrics']['accuracy/top1'])
+    log, = work_dir.glob('*/*.log')
+    assert 'loaded into the student' in log.read_text()
+
+    # A file that fits neither the distillation model nor its student.
+    other = runs['root'] / 'other.pth'
+    torch.save({'state_dict': {'fc.weight': torch.zeros(4, 120)}}, other)
+    monkeypatch.setattr(sys, 'argv',
+                        test_args[:2] + [str(other)] + test_args[2:])
+    with pytest.raises(CheckpointMismatchError) as error:
         load_tool('test.py').main()
+    message = str(error.value)
+    assert 'does not fit the student' in message
+    assert 'backbone.features.0.weight' in message  # missing, named
 
 
 def test_converted_student_loads_strictly_and_scores_the_same(

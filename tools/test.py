@@ -4,8 +4,10 @@
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 CONFIG may be a distillation config with a checkpoint saved by its training
-run (the student is evaluated), or a student config with a checkpoint made by
-``tools/model_converters/convert_kd_ckpt_to_student.py``.
+run (the student is evaluated), or a student checkpoint made by
+``tools/model_converters/convert_kd_ckpt_to_student.py`` with the student's
+config or with the distillation config (it is loaded into the student). A
+checkpoint that does not fit is refused, naming the keys.
 """
 import argparse
 import os.path as osp
@@ -64,8 +66,8 @@ def main() -> None:
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
     # Strictly: mmengine loads `load_from` with strict=False, so a checkpoint
-    # of another model (a converted student given with its distillation
-    # config, say) would load nothing and be evaluated with random weights.
+    # of another model would load nothing and be evaluated with random
+    # weights.
     runner.load_checkpoint(args.checkpoint, strict=True)
     metrics = runner.test()
     del runner  # before the process group it holds

@@ -265,7 +265,8 @@ def load_model_weights(model: nn.Module,
                        filename: str,
                        source: str,
                        target: str,
-                       distillation_part: Optional[str] = None) -> None:
+                       distillation_part: Optional[str] = None,
+                       prefix: Optional[str] = None) -> None:
     """Load a checkpoint file strictly into ``model``.
 
     Args:
@@ -277,6 +278,9 @@ def load_model_weights(model: nn.Module,
         distillation_part (str, optional): :data:`TEACHER_PREFIX` or
             :data:`STUDENT_PREFIX`: from a distillation checkpoint, load
             that part. Without it a distillation checkpoint does not fit.
+        prefix (str, optional): load only the weights under this key
+            prefix, without it (as the ``prefix`` of mmengine's
+            ``Pretrained`` initialisation).
 
     Raises:
         CheckpointMismatchError: if the weights do not fit.
@@ -285,7 +289,11 @@ def load_model_weights(model: nn.Module,
     from mmengine.runner import CheckpointLoader
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     state_dict = state_dict_of(checkpoint, source)
-    if distillation_part and is_distillation_state_dict(state_dict):
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else f'{prefix}.'
+        state_dict = sub_state_dict(state_dict, prefix, source)
+        source = f'{source} ({prefix}* weights)'
+    elif distillation_part and is_distillation_state_dict(state_dict):
         state_dict = sub_state_dict(state_dict, distillation_part, source)
         source = f'{source} ({distillation_part}* weights)'
     load_state_dict_strictly(model, state_dict, source, target)
@@ -298,7 +306,7 @@ def sub_state_dict(state_dict: Mapping[str, Tensor], prefix: str,
     Args:
         state_dict (Mapping[str, Tensor]): e.g. a distillation
             algorithm's weights.
-        prefix (str): :data:`STUDENT_PREFIX` or :data:`TEACHER_PREFIX`.
+        prefix (str): e.g. :data:`STUDENT_PREFIX` or :data:`TEACHER_PREFIX`.
         source (str): the checkpoint's name in the error message.
 
     Raises:
@@ -310,9 +318,11 @@ def sub_state_dict(state_dict: Mapping[str, Tensor], prefix: str,
     }
     if not part:
         sample = ', '.join(list(state_dict)[:5])
+        what = ('is not a distillation checkpoint: '
+                if prefix in (STUDENT_PREFIX, TEACHER_PREFIX) else '')
         raise CheckpointMismatchError(
-            f'{source} is not a distillation checkpoint: no weights start '
-            f'with {prefix!r} (first keys: {sample})')
+            f'{source} {what}no weights start with {prefix!r} (first keys: '
+            f'{sample})')
     return part
 
 

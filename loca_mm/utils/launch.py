@@ -16,8 +16,9 @@ part is fixed in :func:`loca_mm.compat.fix_cpu_init_dist`.)
 
 Resuming is checked before the runner starts (:func:`check_resume`): mmengine
 resumes an epoch-based loop at the start of the epoch, so iteration
-checkpoints there cannot continue a run exactly, and a damaged checkpoint is
-named together with the one to resume from instead.
+checkpoints there cannot continue a run exactly; a damaged checkpoint is
+named together with the one to resume from instead, and a file of weights
+only (no training state) is named as such.
 """
 import argparse
 import gc
@@ -31,8 +32,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from .checkpoint import (DamagedCheckpointError, UnsafeCheckpointError,
-                         load_checkpoint_file)
+from .checkpoint import (CheckpointMismatchError, DamagedCheckpointError,
+                         UnsafeCheckpointError, load_checkpoint_file)
 
 __all__ = [
     'LAUNCHERS', 'add_launcher_args', 'export_local_rank',
@@ -210,7 +211,8 @@ def check_resume(cfg: Config) -> None:
     (:func:`check_checkpoint_schedule`). The checkpoint to resume from
     (``cfg.load_from``, else the one named in ``<work_dir>/last_checkpoint``)
     is read once: a damaged one is an error that names it and the earlier
-    checkpoint to resume from with ``--resume PATH``. ``cfg.load_from`` is
+    checkpoint to resume from with ``--resume PATH``; one without training
+    state (only weights) is an error that names it. ``cfg.load_from`` is
     then set to it, so the runner resumes from the file checked.
 
     Args:
@@ -219,6 +221,8 @@ def check_resume(cfg: Config) -> None:
     Raises:
         ValueError: see :func:`check_checkpoint_schedule`.
         DamagedCheckpointError: naming the damaged or missing checkpoint.
+        CheckpointMismatchError: naming a checkpoint without training
+            state.
     """
     from mmengine.runner import find_latest_checkpoint
     check_checkpoint_schedule(cfg)
@@ -232,7 +236,7 @@ def check_resume(cfg: Config) -> None:
     if '://' in checkpoint:  # a remote file is read where it is fetched
         return
     try:
-        load_checkpoint_file(checkpoint)
+        loaded = load_checkpoint_file(checkpoint)
     except (DamagedCheckpointError, UnsafeCheckpointError,
             FileNotFoundError) as error:
         which = (f'the latest checkpoint of {work_dir} (named in '
@@ -247,7 +251,29 @@ def check_resume(cfg: Config) -> None:
         raise DamagedCheckpointError(
             checkpoint, f'cannot resume: {checkpoint} is {which}. {error}\n'
             f'{advice}.') from None
+    _check_training_state(loaded, checkpoint)
     cfg.load_from = checkpoint
+
+
+def _check_training_state(checkpoint: object, filename: str) -> None:
+    """Refuse to resume from a file without what mmengine's
+    ``Runner.resume`` reads: ``meta`` with ``epoch`` and ``iter``, and
+    ``message_hub`` (a weights-only file, e.g. a converted student or a
+    released model, raised a bare ``KeyError`` there)."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    missing = [] if isinstance(meta, dict) else ['meta']
+    missing += [f'meta.{key}' for key in ('epoch', 'iter')
+                if isinstance(meta, dict) and key not in meta]
+    if not (isinstance(checkpoint, dict) and 'message_hub' in checkpoint):
+        missing.append('message_hub')
+    if missing:
+        raise CheckpointMismatchError(
+            f'cannot resume from {filename}: it holds no training state to '
+            f'resume (no {", ".join(missing)}), only weights: it was not '
+            'saved by a training run\'s CheckpointHook (a file written by '
+            'convert_kd_ckpt_to_student.py or a released model reads like '
+            'this). To start a new run from its weights, drop --resume and '
+            f'pass --cfg-options load_from={filename}.')
 
 
 def build_runner(cfg: Config):

@@ -1,24 +1,29 @@
 """The network configs that distillation configs refer to by ``cfg_path``."""
 import copy
 
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
-
-# The arguments of ``mmengine.hub.get_model``; the other keys of a reference
-# become the model's defaults.
-_REFERENCE_KEYS = ('cfg_path', 'pretrained')
 
 
 def resolve_model_config(model: dict) -> ConfigDict:
-    """The model config that a network entry of a config builds.
+    """The model config that a network entry of a config stands for.
 
     The distillation configs give their student and teacher as references,
     ``dict(cfg_path='loca_mm::_base_/models/cifar100/resnet20.py',
-    pretrained=False)``, which mmrazor builds with
-    ``mmengine.hub.get_model``. This returns what that builds: the referenced
-    config's ``model`` (with its top-level ``data_preprocessor``, as
-    ``get_model`` does), and the reference's other keys filling in what the
-    model lacks (``get_model`` passes them as ``default_args``). A dict
+    pretrained=False)``. The reference's other keys override the referenced
+    model config as a config inheriting it through ``_base_`` would: merged
+    into it (``Config._merge_a_into_b``), nested dicts key by key, a dict
+    with ``_delete_=True`` replacing the one it meets. So
+    ``dict(cfg_path=..., head=dict(num_classes=10))`` is the referenced
+    network with 10 classes. (``mmengine.hub.get_model``, which mmrazor
+    calls for a reference, uses those keys only where the model config lacks
+    them, and so drops every override of a key it sets.)
+
+    As ``get_model`` does, the referenced config's top-level
+    ``data_preprocessor`` becomes the model's, the model builds in the
+    referenced package's scope unless it names its own ``_scope_``, and
+    ``pretrained=True`` loads the weights listed in the package's metafile
+    (here as ``init_cfg=dict(type='Pretrained', checkpoint=...)``). A dict
     without ``cfg_path`` is returned as a copy.
 
     Args:
@@ -26,23 +31,18 @@ def resolve_model_config(model: dict) -> ConfigDict:
 
     Returns:
         ConfigDict: a model config that ``MODELS.build`` builds.
-
-    Raises:
-        ValueError: for ``pretrained=True``, whose weights this cannot
-            express (the configs load the teacher from ``teacher_ckpt``).
     """
-    if 'cfg_path' not in model:
-        return ConfigDict(copy.deepcopy(dict(model)))
-    if model.get('pretrained', False):
-        raise ValueError(
-            f"resolve_model_config: {model['cfg_path']} has pretrained=True; "
-            'give the weights as a checkpoint (teacher_ckpt, init_cfg) '
-            'instead')
-    referenced = get_config(model['cfg_path'])
+    overrides = ConfigDict(copy.deepcopy(dict(model)))
+    if 'cfg_path' not in overrides:
+        return overrides
+    cfg_path = overrides.pop('cfg_path')
+    pretrained = overrides.pop('pretrained', False)
+    referenced = get_config(cfg_path, pretrained)
     resolved = copy.deepcopy(referenced.model)
     if 'data_preprocessor' in referenced:
         resolved.data_preprocessor = referenced.data_preprocessor
-    for key, value in model.items():
-        if key not in _REFERENCE_KEYS:
-            resolved.setdefault(key, copy.deepcopy(value))
-    return resolved
+    if pretrained:
+        resolved.init_cfg = dict(
+            type='Pretrained', checkpoint=referenced.model_path)
+    resolved.setdefault('_scope_', cfg_path.split('::')[0])
+    return ConfigDict(Config._merge_a_into_b(overrides, resolved))

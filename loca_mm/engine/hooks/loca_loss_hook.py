@@ -2,17 +2,16 @@
 without a host read per iteration, and their warm-up knows the loop."""
 from typing import List, Optional
 
-import torch
-from mmengine.dist import all_reduce
 from mmengine.hooks import Hook, LoggerHook
-from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
-from loca_mm.functional import calibration_summary
+from loca_mm.models.algorithms import StrictSingleTeacherDistill
+from loca_mm.models.algorithms.calibration_stats import (
+    calibrated_losses, publish_calibration_stats, take_calibration_totals)
 from loca_mm.models.losses.base_calibrated_loss import BaseCalibratedLoss
 
-STAT_KEYS = ('train/loca_ratio', 'train/loca_scale')
+__all__ = ['LoCaLossHook', 'publish_calibration_stats']
 
 
 def train_loop_by_epoch(loop) -> Optional[bool]:
@@ -35,26 +34,6 @@ def logs_after_iter(logger: LoggerHook, runner, batch_idx: int) -> bool:
                  or len(runner.train_dataloader) <= logger.interval))
 
 
-def publish_calibration_stats(hub: MessageHub, totals: torch.Tensor) -> None:
-    """Write ``train/loca_ratio`` and ``train/loca_scale`` of ``totals``
-    (summed calibration counts) to ``hub``, reading them back once.
-
-    Each scalar holds only its latest value, so whatever smoothing the
-    LogProcessor applies, it logs the statistics of exactly the window
-    that ``totals`` covers. A window without a calibrated sample has no
-    mean ``s``: ``train/loca_scale`` is then removed rather than repeated.
-    """
-    summary = calibration_summary(totals)
-    for key in STAT_KEYS:
-        name = key.split('/', 1)[1]
-        if name not in summary:
-            hub.log_scalars.pop(key, None)
-            continue
-        if key not in hub.log_scalars:
-            hub.log_scalars[key] = HistoryBuffer(max_length=1)
-        hub.update_scalar(key, summary[name])
-
-
 @HOOKS.register_module()
 class LoCaLossHook(Hook):
     """Gives every LoCa loss of the model (``LoCaLoss``, ``DKDLoCaLoss``)
@@ -73,9 +52,11 @@ class LoCaLossHook(Hook):
       refuse an iteration-based loop.
 
     loca_mm's distillation configs add it (``custom_hooks`` in
-    ``configs/_base_/distill/logits_distiller.py``); a config of your own
-    adds ``custom_hooks = [dict(type='LoCaLossHook')]``. It runs before the
-    LoggerHook (priority NORMAL against BELOW_NORMAL).
+    ``configs/_base_/distill/logits_distiller.py``). Without it,
+    ``StrictSingleTeacherDistill`` publishes the statistics of each
+    iteration itself (read back every iteration); with it, the algorithm
+    leaves them to the hook. It runs before the LoggerHook (priority NORMAL
+    against BELOW_NORMAL).
     """
 
     priority = 'NORMAL'
@@ -86,15 +67,15 @@ class LoCaLossHook(Hook):
 
     def before_train(self, runner) -> None:
         by_epoch = train_loop_by_epoch(runner.train_loop)
-        self._losses = [
-            module for module in runner.model.modules()
-            if isinstance(module, BaseCalibratedLoss)
-        ]
+        self._losses = calibrated_losses(runner.model)
         for loss in self._losses:
             loss.attach_runner(by_epoch)
         self._logger = next(
             (hook for hook in runner.hooks if isinstance(hook, LoggerHook)),
             None)
+        for module in runner.model.modules():
+            if isinstance(module, StrictSingleTeacherDistill):
+                module.defer_calibration_stats()
 
     def after_train_iter(self,
                          runner,
@@ -105,10 +86,6 @@ class LoCaLossHook(Hook):
                 self._logger, runner, batch_idx):
             return
         stats = [loss for loss in self._losses if loss.collects_stats]
-        if not stats:
-            return
-        device = stats[0].calibration_totals.device
-        totals = sum(
-            loss.take_calibration_totals().to(device) for loss in stats)
-        all_reduce(totals, op='sum')
-        publish_calibration_stats(runner.message_hub, totals)
+        if stats:
+            publish_calibration_stats(runner.message_hub,
+                                      take_calibration_totals(stats))
