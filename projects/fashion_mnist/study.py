@@ -53,8 +53,7 @@ LOSS = 'model.distiller.distill_losses.loss_distill.'
 STUDENT_IMAGES = 2000
 # The larger teacher network (configs/_base_/models/fashion_mnist/
 # convnet64x128.py): overrides of a classifier config's model for training
-# it, and the model file a distillation config's ``model.teacher`` refers to
-# (a ``cfg_path`` reference ignores key overrides the file already sets).
+# it, and the model file a distillation config's ``model.teacher`` refers to.
 LARGE_TEACHER = ('model.backbone.stage_channels=(64,128)',
                  'model.head.in_channels=6272')
 LARGE_NETWORK = (
