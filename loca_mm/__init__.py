@@ -11,14 +11,17 @@ mmpretrain's registries, hooks, loops and optimizer wrappers in mmengine's),
 and the ``loca_mm::`` config scope. It is set up, once, by whichever comes
 first:
 
-* ``import loca_mm`` when mmengine is imported already, which is the case for
-  ``custom_imports=dict(imports=['loca_mm'])`` in a config and for any script
-  that imports an OpenMMLab package first;
-* importing a package of that side: :mod:`loca_mm.models`,
-  :mod:`loca_mm.datasets`, :mod:`loca_mm.engine`, :mod:`loca_mm.utils`;
-* mmengine resolving the ``loca_mm`` scope (it imports ``loca_mm.registry``
-  for ``loca_mm.Name`` types, ``_scope_='loca_mm'`` and ``loca_mm::``
-  configs);
+* ``import loca_mm`` when mmengine is imported already: a config's
+  ``custom_imports=dict(imports=['loca_mm'])``, the tools, any script that
+  imports an OpenMMLab package first;
+* the first import of an OpenMMLab package after loca_mm, where the stack is
+  installed: a script that starts with ``import loca_mm`` (or with
+  :mod:`loca_mm.functional`, after which ``custom_imports`` finds loca_mm
+  imported already) and then imports mmrazor, mmpretrain or mmengine, or
+  :mod:`loca_mm.models`, :mod:`loca_mm.utils`, ... which import them
+  (:mod:`loca_mm._stack_import_hook`);
+* mmengine building what the ``loca_mm`` scope names (it imports
+  ``loca_mm.registry`` or ``loca_mm.utils`` for it);
 * :func:`register_all_modules`, as in the OpenMMLab packages.
 """
 import sys

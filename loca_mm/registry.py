@@ -6,11 +6,7 @@ torchvision is imported), then the ``loca_mm`` registry nodes and config
 scope, then loca_mm's datasets, engine parts and models, which register
 themselves in mmpretrain's, mmengine's and mmrazor's registries. mmengine
 imports this module by itself whenever it resolves the ``loca_mm`` scope;
-``import loca_mm`` imports it when mmengine is imported already, and so does
-importing :mod:`loca_mm.models`, :mod:`loca_mm.datasets`,
-:mod:`loca_mm.engine` or :mod:`loca_mm.utils`.
-
-The ``loca_mm`` scope of OpenMMLab configs and registries:
+:mod:`loca_mm` says when else it is imported.
 
 Other projects use loca_mm's configs by scope, as they use mmpretrain's:
 ``_base_ = ['loca_mm::distill/cifar100/...py']`` or, inside an mmrazor model,

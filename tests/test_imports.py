@@ -98,6 +98,15 @@ def test_hf_trainer_imports_without_the_openmmlab_stack(blocked):
     assert not report['checkpoint_globals']
 
 
+def test_a_torch_only_helper_of_utils_imports_without_the_stack():
+    report = run_fresh(BLOCK_STACK + """
+from loca_mm.utils.torchvision_weights import torchvision_resnet_to_mmpretrain
+result = dict(found=callable(torchvision_resnet_to_mmpretrain))
+""")
+    assert report['result'] == dict(found=True)
+    assert report['stack'] == []
+
+
 OPENMMLAB_SIDE = """
 from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.registry import HOOKS
