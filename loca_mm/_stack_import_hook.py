@@ -76,6 +76,7 @@ def stack_installed() -> bool:
 
 def install() -> None:
     """Add the finder, once, where it has something to set up."""
-    if stack_installed() and not any(
-            isinstance(finder, SetUpOnStackImport) for finder in sys.meta_path):
+    installed = any(
+        isinstance(finder, SetUpOnStackImport) for finder in sys.meta_path)
+    if not installed and stack_installed():
         sys.meta_path.insert(0, SetUpOnStackImport())

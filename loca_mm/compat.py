@@ -28,7 +28,7 @@ __all__ = ['apply', 'fix_torchvision_ops_schema']
 
 
 def _loads_weights_only_by_default() -> bool:
-    """Whether ``torch.load`` defaults to ``weights_only=True`` (torch>=2.6)."""
+    """Whether ``torch.load`` loads weights only by default (torch>=2.6)."""
     return torch.__version__ >= (2, 6)
 
 
