@@ -2,15 +2,21 @@
 
 mmrazor 1.0.0, mmengine 0.10.7 and the PyPI torchvision wheel were released
 for older PyTorch versions. Each function below repairs one measured break,
-checks first whether the break is present, and does nothing otherwise, so the
-module is safe to apply on any supported version (and again).
+checks first whether the version or feature it finds has the break, and does
+nothing otherwise, so the module is safe on any supported version (torch 2.11
+as well as the pinned 2.13) and to apply again.
 
-:func:`apply` runs all of them; ``import loca_mm`` calls it before mmrazor or
-mmpretrain is imported. Nothing here changes site-packages on disk.
+:func:`apply` runs all of them; :mod:`loca_mm.registry` (loca_mm's OpenMMLab
+side) calls it before it imports mmpretrain or mmrazor. Only
+:func:`fix_torchvision_ops_schema` concerns more than OpenMMLab: the Hugging
+Face side (:mod:`loca_mm.integrations`) calls it too, because transformers
+imports torchvision. Importing this module changes nothing, and nothing here
+changes site-packages on disk.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import pickle
@@ -18,7 +24,12 @@ import warnings
 
 import torch
 
-__all__ = ['apply']
+__all__ = ['apply', 'fix_torchvision_ops_schema']
+
+
+def _loads_weights_only_by_default() -> bool:
+    """Whether ``torch.load`` loads weights only by default (torch>=2.6)."""
+    return torch.__version__ >= (2, 6)
 
 
 def _torchvision_ops_library() -> str | None:
@@ -41,10 +52,10 @@ def fix_torchvision_ops_schema() -> bool:
     Returns:
         bool: True if the schemas were declared.
     """
-    if hasattr(torch.ops.torchvision, 'nms'):
-        return False
+    # Looked up first: the look-up may run this function itself (through
+    # loca_mm's import hook), and then the schemas are there already.
     library = _torchvision_ops_library()
-    if library is None:
+    if library is None or hasattr(torch.ops.torchvision, 'nms'):
         return False
     try:
         torch.ops.load_library(library)
@@ -81,7 +92,8 @@ def fix_mmrazor_quantization_imports() -> bool:
         from torch.ao.quantization.backend_config import BackendPatternConfig
     except ImportError:
         return False
-    changed = False
+    from torch.ao.quantization import backend_config
+    changed = not hasattr(backend_config, 'utils')
     importlib.import_module('torch.ao.quantization.backend_config.utils')
 
     def reverse2(fuser):
@@ -126,13 +138,15 @@ def fix_checkpoint_safe_globals() -> bool:
     message-hub ``HistoryBuffer`` and numpy scalars stored in ``meta``.
 
     Returns:
-        bool: True if globals were added.
+        bool: True if globals were added (False before torch 2.6, which
+        loads any pickle by default, or when they are allowed already).
     """
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is None:
+    if not _loads_weights_only_by_default():
         return False
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
+    if HistoryBuffer in torch.serialization.get_safe_globals():
+        return False
     try:  # numpy >= 2 moved the pickling helpers to numpy._core
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:
@@ -157,7 +171,7 @@ def fix_checkpoint_safe_globals() -> bool:
             f'weights-only load refuses getattr({owner!r}, {name!r})')
 
     safe.append((history_buffer_method, 'builtins.getattr'))
-    add_safe_globals(safe)
+    torch.serialization.add_safe_globals(safe)
     return True
 
 
@@ -174,8 +188,11 @@ def explain_damaged_checkpoints() -> bool:
     load_from_local` loads the same files and says which file is damaged.
 
     Returns:
-        bool: True if the loader was registered.
+        bool: True if the loader was registered (False before torch 2.6,
+        whose ``torch.load`` gives no such advice, or when it is already).
     """
+    if not _loads_weights_only_by_default():
+        return False
     from mmengine.runner import CheckpointLoader
 
     from loca_mm.utils.checkpoint import load_from_local
@@ -214,6 +231,17 @@ def fix_cpu_init_dist() -> bool:
     return True
 
 
+def _installed_in_place() -> bool:
+    """Whether loca_mm's files lie where mmengine looks for them: in
+    ``<distribution location>/loca_mm``, or (not installed, on the path)
+    where the import system finds them, mmengine's fallback."""
+    try:
+        distribution = importlib.metadata.distribution('loca_mm')
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return os.path.isdir(distribution.locate_file('loca_mm'))
+
+
 def fix_editable_install_path() -> bool:
     """Let mmengine find the files of an editable (``pip install -e``) install.
 
@@ -225,14 +253,15 @@ def fix_editable_install_path() -> bool:
     knows the source tree; every other answer is mmengine's.
 
     Returns:
-        bool: True if mmengine's lookup was replaced.
+        bool: True if mmengine's lookup was replaced (False where it finds
+        loca_mm's folder itself: a regular install, or a source checkout).
     """
     import mmengine.utils
     from mmengine.config import config as config_module
     from mmengine.hub import hub as hub_module
     from mmengine.utils import package_utils
     original = package_utils.get_installed_path
-    if getattr(original, '_loca_mm_editable', False):
+    if getattr(original, '_loca_mm_editable', False) or _installed_in_place():
         return False
 
     def get_installed_path(package: str) -> str:
@@ -260,10 +289,15 @@ def quiet_mmcv_lite_ops_warning() -> bool:
     Returns:
         bool: True if the warning filter was added (mmcv-lite installed).
     """
-    if importlib.util.find_spec('mmcv._ext') is not None:  # full mmcv
+    if importlib.util.find_spec('mmcv') is None or importlib.util.find_spec(
+            'mmcv._ext') is not None:  # no mmcv, or the full one
         return False
-    warnings.filterwarnings(
-        'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+    message = 'Fail to import ``MultiScaleDeformableAttention``'
+    if any(action == 'ignore' and pattern is not None
+           and pattern.pattern == message
+           for action, pattern, *_ in warnings.filters):
+        return False
+    warnings.filterwarnings('ignore', message=message)
     return True
 
 

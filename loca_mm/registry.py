@@ -1,11 +1,19 @@
-"""The ``loca_mm`` scope of OpenMMLab configs and registries.
+"""loca_mm's OpenMMLab side: the repairs, the registrations and the scope.
+
+Importing this module sets the side up, once: first the compatibility
+repairs (:func:`loca_mm.compat.apply`, before mmpretrain, mmrazor or
+torchvision is imported), then the ``loca_mm`` registry nodes and config
+scope, then loca_mm's datasets, engine parts and models, which register
+themselves in mmpretrain's, mmengine's and mmrazor's registries. mmengine
+imports this module by itself whenever it resolves the ``loca_mm`` scope;
+:mod:`loca_mm` says when else it is imported.
 
 Other projects use loca_mm's configs by scope, as they use mmpretrain's:
 ``_base_ = ['loca_mm::distill/cifar100/...py']`` or, inside an mmrazor model,
 ``dict(cfg_path='loca_mm::_base_/models/cifar100/resnet20.py')``. mmengine
 resolves a scope only if it is listed in its ``MODULE2PACKAGE`` table
 (mmengine 0.10.7 knows the OpenMMLab packages only), so importing this module
-(``import loca_mm`` does) adds ``loca_mm`` there. The configs themselves are
+adds ``loca_mm`` there. The configs themselves are
 read from ``loca_mm/.mim/configs`` (links to the repository's ``configs/``).
 
 A config inherited through a scope gives every top-level dict with a
@@ -16,10 +24,15 @@ builds what the same config builds from the repository. loca_mm's own modules
 are registered in mmrazor's and mmpretrain's registries, which every node
 here reaches.
 """
-from mmengine.config.utils import MODULE2PACKAGE
-from mmengine.registry import Registry
-from mmpretrain import registry as mmpretrain
-from mmpretrain.utils import register_all_modules as register_mmpretrain
+from . import compat
+
+compat.apply()
+
+from mmengine.config.utils import MODULE2PACKAGE  # noqa: E402
+from mmengine.registry import Registry  # noqa: E402
+from mmpretrain import registry as mmpretrain  # noqa: E402
+from mmpretrain.utils import \
+    register_all_modules as register_mmpretrain  # noqa: E402
 
 SCOPE = 'loca_mm'
 MODULE2PACKAGE.setdefault(SCOPE, 'loca_mm')
@@ -59,3 +72,6 @@ VISUALIZERS = Registry(
     'visualizer', parent=mmpretrain.VISUALIZERS, scope=SCOPE)
 VISBACKENDS = Registry(
     'vis_backend', parent=mmpretrain.VISBACKENDS, scope=SCOPE)
+
+# Last: these register into the registries above and their parents.
+from . import datasets, engine, models  # noqa: E402,F401

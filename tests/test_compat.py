@@ -1,4 +1,5 @@
-"""The compatibility fixes: each repairs what it names and is idempotent."""
+"""The compatibility fixes: each repairs what it names, only on the versions
+that have the break, and is idempotent."""
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import torch
 @pytest.mark.slow
 def test_stack_imports_after_loca_mm_in_a_fresh_interpreter():
     # mmrazor.models fails on torch 2.x and torchvision aborts next to the
-    # CPU torch wheel unless loca_mm's fixes ran first.
+    # CPU torch wheel unless loca_mm's fixes ran first; loca_mm imports
+    # none of them itself, and makes the fixes when the stack is imported.
     code = ('import loca_mm, torchvision.transforms, mmpretrain.models, '
             'mmrazor.models; from mmrazor.registry import MODELS; '
             "assert MODELS.get('LoCaLoss') is not None; print('ok')")
@@ -22,11 +24,36 @@ def test_stack_imports_after_loca_mm_in_a_fresh_interpreter():
 
 def test_apply_is_idempotent():
     from loca_mm import compat
+    compat.apply()
     second = compat.apply()
-    assert not second['torchvision_ops_schema']
-    assert not second['mmrazor_quantization_imports']
-    assert not second['cpu_init_dist']
-    assert not second['damaged_checkpoint_errors']
+    assert second == dict.fromkeys(second, False)
+
+
+def test_checkpoint_repairs_only_where_torch_loads_weights_only():
+    # Before torch 2.6, torch.load unpickles anything by default: nothing
+    # to allow-list, no weights-only advice to replace. The version found
+    # is what decides (here torch 2.5.1 as reported by torch).
+    code = """
+import torch
+from torch.torch_version import TorchVersion
+found = torch.__version__
+torch.__version__ = TorchVersion('2.5.1')
+from loca_mm import compat
+from mmengine.runner import CheckpointLoader
+older = compat.apply()
+scheme = CheckpointLoader._schemes['']
+torch.__version__ = found
+current = compat.apply()
+print(older['checkpoint_safe_globals'], older['damaged_checkpoint_errors'],
+      scheme.__module__, current['checkpoint_safe_globals'],
+      current['damaged_checkpoint_errors'])
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [
+        'False', 'False', 'mmengine.runner.checkpoint', 'True', 'True'
+    ]
 
 
 def test_mmengine_checkpoint_contents_load_with_default_weights_only(

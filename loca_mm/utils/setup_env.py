@@ -10,7 +10,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     mmengine calls this for the ``loca_mm`` scope: ``mmengine.hub.get_model``
     before it builds a model given as ``dict(cfg_path='loca_mm::...')`` (what
     mmrazor does with such a dict), and each ``loca_mm`` registry node before
-    its first look-up. Importing loca_mm registers everything.
+    its first look-up. Importing :mod:`loca_mm.registry` (which importing this
+    package does) registers everything; this only sets the default scope.
 
     Args:
         init_default_scope (bool): also make ``loca_mm`` the default scope,
@@ -18,7 +19,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
             registry nodes are children of mmpretrain's, so names resolve
             as under loca_mm's configs' ``default_scope='mmpretrain'``.
     """
-    import loca_mm  # noqa: F401
+    import loca_mm.registry  # noqa: F401
     if not init_default_scope:
         return
     current = DefaultScope.get_current_instance()
