@@ -154,12 +154,8 @@ class CalibratedLogProbs(NamedTuple):
     valid: Tensor
 
 
-def loca_log_probs(preds_T: Tensor,
-                   target: Tensor,
-                   tau: float = 4.0,
-                   alpha: float = 0.9,
-                   calibrate: str = 'wrong',
-                   *,
+def loca_log_probs(preds_T: Tensor, target: Tensor, tau: float = 4.0,
+                   alpha: float = 0.9, calibrate: str = 'wrong', *,
                    ignore_index: Optional[int] = None,
                    check_labels: bool = True) -> CalibratedLogProbs:
     """``log q`` of LoCa applied to ``softmax(preds_T / tau)``, detached:
@@ -197,13 +193,9 @@ class CalibratedLogits(NamedTuple):
     valid: Tensor
 
 
-def loca_calibrated_logits(preds_T: Tensor,
-                           target: Tensor,
-                           tau: float = 4.0,
-                           alpha: float = 0.9,
-                           calibrate: str = 'wrong',
-                           ignore_index: Optional[int] = None,
-                           *,
+def loca_calibrated_logits(preds_T: Tensor, target: Tensor, tau: float = 4.0,
+                           alpha: float = 0.9, calibrate: str = 'wrong',
+                           ignore_index: Optional[int] = None, *,
                            check_labels: bool = True) -> CalibratedLogits:
     """Teacher logits whose softened distribution is LoCa's ``q``:
     ``softmax(z' / tau) == q``, so any loss that softens the teacher at

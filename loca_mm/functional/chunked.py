@@ -126,10 +126,8 @@ def _check_size(name: str, size) -> None:
 
 
 @torch.compiler.disable
-def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
-                         preds_S: Tensor,
-                         preds_T: Tensor,
-                         target: Tensor,
+def chunked_distill_loss(loss_fn: Callable[..., DistillLoss], preds_S: Tensor,
+                         preds_T: Tensor, target: Tensor,
                          chunk_size: int = 256,
                          ignore_index: Optional[int] = None,
                          check_labels: bool = True,
@@ -238,20 +236,16 @@ def _check_projection(name: str, hidden: Tensor, weight: Tensor,
 
 
 @torch.compiler.disable
-def fused_linear_distill_loss(student_hidden: Tensor,
-                              student_weight: Tensor,
-                              teacher_hidden: Tensor,
-                              teacher_weight: Tensor,
+def fused_linear_distill_loss(student_hidden: Tensor, student_weight: Tensor,
+                              teacher_hidden: Tensor, teacher_weight: Tensor,
                               target: Tensor,
                               loss_fn: Callable[...,
                                                 DistillLoss] = loca_kd_loss,
                               chunk_size: int = 1024,
                               ignore_index: Optional[int] = None,
                               student_bias: Optional[Tensor] = None,
-                              teacher_bias: Optional[Tensor] = None,
-                              *,
-                              block_size: int = 128,
-                              check_labels: bool = True,
+                              teacher_bias: Optional[Tensor] = None, *,
+                              block_size: int = 128, check_labels: bool = True,
                               **loss_kwargs) -> DistillLoss:
     """A distillation loss on logits that are never materialised in full.
 

@@ -58,13 +58,9 @@ def _divergence(rows: Callable[[Tensor, Tensor], Tensor], preds_S: Tensor,
     return DistillLoss(loss, dist.scale, dist.calibrated, dist.valid)
 
 
-def reverse_kl_loss(preds_S: Tensor,
-                    preds_T: Tensor,
-                    target: Tensor,
-                    tau: float = 1.0,
-                    alpha: float = 0.9,
-                    calibrate: str = 'wrong',
-                    *,
+def reverse_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                    tau: float = 1.0, alpha: float = 0.9,
+                    calibrate: str = 'wrong', *,
                     ignore_index: Optional[int] = None,
                     check_labels: bool = True) -> DistillLoss:
     """Reverse KL ``tau**2 * mean KL(p_s || q)`` (mode-seeking, as MiniLLM);
@@ -73,14 +69,9 @@ def reverse_kl_loss(preds_S: Tensor,
                        calibrate, ignore_index, check_labels)
 
 
-def generalized_jsd_loss(preds_S: Tensor,
-                         preds_T: Tensor,
-                         target: Tensor,
-                         tau: float = 1.0,
-                         alpha: float = 0.9,
-                         calibrate: str = 'wrong',
-                         *,
-                         beta: float = 0.5,
+def generalized_jsd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                         tau: float = 1.0, alpha: float = 0.9,
+                         calibrate: str = 'wrong', *, beta: float = 0.5,
                          ignore_index: Optional[int] = None,
                          check_labels: bool = True) -> DistillLoss:
     """Generalized JSD of TRL's GKD trainer towards the LoCa teacher;
@@ -101,46 +92,42 @@ def generalized_jsd_loss(preds_S: Tensor,
                        ignore_index, check_labels)
 
 
-def skew_kl_loss(preds_S: Tensor,
-                 preds_T: Tensor,
-                 target: Tensor,
-                 tau: float = 1.0,
-                 alpha: float = 0.9,
-                 calibrate: str = 'wrong',
-                 *,
-                 skew: float = 0.1,
+def _skew_rows(skew: float, reverse: bool) -> Callable:
+    """DistiLLM's per-row skew KL ``KL(q || skew q + (1 - skew) p_s)``, or
+    with ``reverse`` ``KL(p_s || (1 - skew) q + skew p_s)``."""
+    _check_fraction('skew', skew, high_open=True)
+
+    def rows(log_p_s: Tensor, log_q: Tensor) -> Tensor:
+        log_a, log_b = (log_p_s, log_q) if reverse else (log_q, log_p_s)
+        return kl_rows(log_a, _log_mixture(log_b, log_a, skew))
+
+    return rows
+
+
+def skew_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                 tau: float = 1.0, alpha: float = 0.9,
+                 calibrate: str = 'wrong', *, skew: float = 0.1,
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True) -> DistillLoss:
     """DistiLLM's skew KL ``KL(q || skew q + (1 - skew) p_s)``; ``skew`` in
     [0, 1) is the teacher's share (0: forward KL), the other arguments as
     for :func:`reverse_kl_loss`."""
-    _check_fraction('skew', skew, high_open=True)
-    return _divergence(
-        lambda log_p_s, log_q: kl_rows(log_q,
-                                       _log_mixture(log_p_s, log_q, skew)),
-        preds_S, preds_T, target, tau, alpha, calibrate, ignore_index,
-        check_labels)
+    return _divergence(_skew_rows(skew, reverse=False), preds_S, preds_T,
+                       target, tau, alpha, calibrate, ignore_index,
+                       check_labels)
 
 
-def skew_reverse_kl_loss(preds_S: Tensor,
-                         preds_T: Tensor,
-                         target: Tensor,
-                         tau: float = 1.0,
-                         alpha: float = 0.9,
-                         calibrate: str = 'wrong',
-                         *,
-                         skew: float = 0.1,
+def skew_reverse_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                         tau: float = 1.0, alpha: float = 0.9,
+                         calibrate: str = 'wrong', *, skew: float = 0.1,
                          ignore_index: Optional[int] = None,
                          check_labels: bool = True) -> DistillLoss:
     """DistiLLM's skew reverse KL ``KL(p_s || (1 - skew) q + skew p_s)``;
     ``skew`` in [0, 1) is the student's share (0: reverse KL), the other
     arguments as for :func:`reverse_kl_loss`."""
-    _check_fraction('skew', skew, high_open=True)
-    return _divergence(
-        lambda log_p_s, log_q: kl_rows(log_p_s,
-                                       _log_mixture(log_q, log_p_s, skew)),
-        preds_S, preds_T, target, tau, alpha, calibrate, ignore_index,
-        check_labels)
+    return _divergence(_skew_rows(skew, reverse=True), preds_S, preds_T,
+                       target, tau, alpha, calibrate, ignore_index,
+                       check_labels)
 
 
 #: The divergences by the names the trainer and ``tools/llm`` use.

@@ -66,13 +66,9 @@ def student_and_teacher(preds_S: Tensor, preds_T: Tensor, target: Tensor,
     return StudentAndTeacher(log_p_s, log_q, labels, valid, scale, calibrated)
 
 
-def loca_kd_loss(preds_S: Tensor,
-                 preds_T: Tensor,
-                 target: Tensor,
-                 tau: float = 4.0,
-                 alpha: float = 0.9,
-                 calibrate: str = 'wrong',
-                 *,
+def loca_kd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+                 tau: float = 4.0, alpha: float = 0.9,
+                 calibrate: str = 'wrong', *,
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True) -> DistillLoss:
     """KD towards the LoCa-calibrated teacher:
@@ -109,15 +105,9 @@ def _target_and_rest(log_p: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     return binary, torch.log_softmax(log_non_target, -1)
 
 
-def dkd_loss(preds_S: Tensor,
-             preds_T: Tensor,
-             target: Tensor,
-             tau: float = 4.0,
-             alpha: float = 0.9,
-             calibrate: str = 'wrong',
-             *,
-             tckd_weight: float = 1.0,
-             nckd_weight: float = 8.0,
+def dkd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
+             tau: float = 4.0, alpha: float = 0.9, calibrate: str = 'wrong', *,
+             tckd_weight: float = 1.0, nckd_weight: float = 8.0,
              ignore_index: Optional[int] = None,
              check_labels: bool = True) -> DistillLoss:
     """Decoupled KD on the LoCa-calibrated teacher:

@@ -139,16 +139,9 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         """The weighted loss of student logits (..., C), teacher logits
         (..., C) and labels (...) or soft labels (..., C)."""
         result = dkd_loss(
-            preds_S,
-            preds_T,
-            gt_labels,
-            self.tau,
-            self.alpha,
-            self.calibrate,
-            tckd_weight=self.tckd_weight,
-            nckd_weight=self.nckd_weight,
-            ignore_index=self.ignore_index,
-            check_labels=self.check_labels)
+            preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
+            tckd_weight=self.tckd_weight, nckd_weight=self.nckd_weight,
+            ignore_index=self.ignore_index, check_labels=self.check_labels)
         return self.weighted(result, self.warmup_factor())
 
     def extra_repr(self) -> str:

@@ -50,16 +50,10 @@ class LoCaLoss(BaseCalibratedLoss):
                 gt_labels: Tensor) -> Tensor:
         """The weighted loss of student logits (..., C), teacher logits
         (..., C) and labels (...) or soft labels (..., C)."""
-        return self.weighted(
-            loca_kd_loss(
-                preds_S,
-                preds_T,
-                gt_labels,
-                self.tau,
-                self.alpha,
-                self.calibrate,
-                ignore_index=self.ignore_index,
-                check_labels=self.check_labels))
+        result = loca_kd_loss(
+            preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
+            ignore_index=self.ignore_index, check_labels=self.check_labels)
+        return self.weighted(result)
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, '
