@@ -115,7 +115,7 @@ def log_softmax_rows(preds: Tensor, tau: float,
                      dtype: torch.dtype) -> Tensor:
     """``log_softmax(preds / tau)`` as (M, C) rows of ``dtype``."""
     rows = preds.reshape(-1, preds.shape[-1]).to(dtype)
-    return torch.log_softmax(rows / tau, dim=-1)
+    return torch.log_softmax(rows if tau == 1.0 else rows / tau, dim=-1)
 
 
 def kl_rows(log_a: Tensor, log_b: Tensor) -> Tensor:
@@ -126,7 +126,8 @@ def kl_rows(log_a: Tensor, log_b: Tensor) -> Tensor:
     ``a > 0`` gives ``inf``.
     """
     a = log_a.exp()
-    return torch.where(a == 0, 0.0, a * (log_a - log_b)).sum(-1)
+    gap = (log_a - log_b).masked_fill_(a == 0, 0.0)
+    return torch.einsum('ij,ij->i', a, gap)  # the row-wise dot product
 
 
 def batch_mean(per_sample: Tensor, valid: Tensor, tau: float) -> Tensor:
