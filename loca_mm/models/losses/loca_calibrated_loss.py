@@ -61,8 +61,8 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
         ignore_index (int, optional): label of samples left out: the inner
             loss gets the other rows only (student, calibrated teacher and
             labels). Not with an inner loss that takes ``data_samples``.
-        check_labels (bool): raise on labels outside [0, C) (one device
-            synchronisation per call on GPU). Defaults to True.
+        check_labels (bool): refuse labels outside [0, C) (see
+            :func:`loca_mm.functional.prepare_targets`). Defaults to True.
         log_stats (bool): log ``loca_ratio``/``loca_scale`` during training.
             Defaults to True.
     """
