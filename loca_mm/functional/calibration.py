@@ -56,33 +56,31 @@ def loca_rule(log_p_t: Tensor,
               alpha: float,
               calibrate: str,
               valid: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """LoCa's rule on rows of teacher log-probabilities, in place.
+    """LoCa's rule on rows of teacher log-probabilities.
 
     In the log domain, ``log q_i = log p_t_i + log s`` off the label, so a
     one-hot teacher, ``-inf`` columns and ``p_t_y`` near 1 stay finite.
-    ``log_p_t`` is overwritten with ``log q`` (the teacher side has no graph,
-    and a copy of the logits' size costs as much as the rule): pass a
-    tensor you no longer need.
+    Elementwise operations and row reductions only, which
+    ``torch.compile`` fuses into the loss around it.
 
     Args:
-        log_p_t (Tensor): teacher log-probabilities (M, C), no graph.
+        log_p_t (Tensor): teacher log-probabilities (M, C).
         labels (Tensor): labels (M,) in [0, C).
         alpha (float): LoCa's alpha in (0, 1).
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
         valid (Tensor, optional): bool (M,); other samples stay as they are.
 
     Returns:
-        tuple[Tensor, Tensor, Tensor]: ``log q`` (M, C; ``log_p_t`` itself),
-        ``s`` (M,) and the bool mask (M,) of calibrated samples.
+        tuple[Tensor, Tensor, Tensor]: ``log q`` (M, C), ``s`` (M,) and the
+        bool mask (M,) of calibrated samples.
     """
     if calibrate == 'none':
         return (log_p_t, log_p_t.new_ones(labels.shape),
                 torch.zeros_like(labels, dtype=torch.bool))
-    index = labels.unsqueeze(-1)
-    log_p_y = log_p_t.gather(-1, index).squeeze(-1)
-    # The label set aside (-inf) for the largest non-target; its entry is
-    # overwritten with log q_y below.
-    log_p_k = log_p_t.scatter_(-1, index, float('-inf')).amax(-1)
+    classes = torch.arange(log_p_t.shape[-1], device=log_p_t.device)
+    label = classes == labels.unsqueeze(-1)
+    log_p_y = log_p_t.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    log_p_k = torch.where(label, float('-inf'), log_p_t).amax(-1)
     # 1 - p_t_y cancels only where p_t_y is near 1, and such a sample is
     # never calibrated: 'wrong' needs p_t_y <= p_t_k <= 1 - p_t_y, 'margin'
     # 1 - p_t_y > alpha / 2.
@@ -101,8 +99,8 @@ def loca_rule(log_p_t: Tensor,
     # q_y = p_t_y + (1 - s) * (1 - p_t_y): non-negative terms, and exactly
     # p_t_y where s = 1 (log(1 - 1) = -inf).
     log_q_y = torch.logaddexp(log_p_y, torch.log1p(-scale) + log_mass)
-    log_q = log_p_t.add_(log_scale.unsqueeze(-1)).scatter_(
-        -1, index, log_q_y.unsqueeze(-1))
+    log_q = torch.where(label, log_q_y.unsqueeze(-1),
+                        log_p_t + log_scale.unsqueeze(-1))
     return log_q, scale, calibrated
 
 
