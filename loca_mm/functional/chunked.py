@@ -8,10 +8,11 @@ no second formula. The gradients are computed in the forward pass and kept
 (the chunk's graph is freed at once), so backward only scales them.
 
 Supported: one backward, or several through a retained graph (they
-accumulate); run eagerly inside a compiled model (``torch.compile`` treats
-them as a graph break). Refused with a ``RuntimeError`` that names them:
-double backward (``create_graph=True``) and ``torch.func`` transforms (use
-the plain losses of :mod:`.losses` and :mod:`.divergences` for those).
+accumulate); inside a compiled model they run eagerly (a graph break, so
+``torch.compile(fullgraph=True)`` refuses them). Refused with a
+``RuntimeError`` that names them: double backward (``create_graph=True``)
+and ``torch.func`` transforms. The plain losses of :mod:`.losses` and
+:mod:`.divergences` support all of these.
 """
 from __future__ import annotations
 
