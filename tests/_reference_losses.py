@@ -72,8 +72,9 @@ def dkd_reference(logits_s, logits_t, labels, tau, tckd_weight, nckd_weight,
         q, _, _ = calibrate_row(
             softmax64(row_t, tau), y, alpha, mode)
         s = softmax64(row_s, tau)
-        tckd = kl([q[y], 1.0 - q[y]], [s[y], 1.0 - s[y]])
         q_nt, s_nt = np.delete(q, y), np.delete(s, y)
+        # 1 - p_y as the sum of the others: 1.0 - s[y] is 0 for s[y] near 1.
+        tckd = kl([q[y], q_nt.sum()], [s[y], s_nt.sum()])
         nckd = kl(q_nt / q_nt.sum(), s_nt / s_nt.sum())
         total += tckd_weight * tckd + nckd_weight * nckd
         count += 1

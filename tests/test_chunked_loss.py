@@ -1,6 +1,4 @@
 """chunked_distill_loss: same loss and gradients, one buffer for backward."""
-import weakref
-
 import pytest
 import torch
 
@@ -36,7 +34,8 @@ def test_chunked_equals_unchunked(loss_fn, mode, chunk_size):
     assert grad.abs().sum() > 0
     # Ignored rows get no gradient at all.
     assert (grad[labels == -100] == 0).all()
-    assert torch.equal(chunked.scale, reference.scale)
+    torch.testing.assert_close(chunked.scale, reference.scale, rtol=1e-12,
+                               atol=0)
     assert torch.equal(chunked.calibrated, reference.calibrated)
     assert torch.equal(chunked.valid, reference.valid)
     if mode == 'wrong':
@@ -57,45 +56,23 @@ def test_token_shaped_and_soft_labels():
     torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-7)
 
 
-def live_saved_bytes(loss_fn, *args, **kwargs):
-    """Bytes of distinct storages autograd keeps for backward after forward.
-
-    Weak references: tensors saved by graphs that were already freed (the
-    per-chunk graphs of the chunked loss) do not count.
-    """
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: saved.append(weakref.ref(t)) or t, lambda t: t):
-        loss = loss_fn(*args, **kwargs).loss
-    alive = [ref() for ref in saved if ref() is not None]
-    storages = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-        for t in alive
-    }
-    return loss, sum(storages.values())
-
-
 def test_backward_keeps_one_logits_sized_buffer():
-    rows, classes = 512, 1000
-    preds_S, preds_T, labels = token_batch(rows, classes, dtype=torch.float32)
-    buffer = rows * classes * 4
-    _, plain = live_saved_bytes(
-        LF.loca_kd_loss, preds_S, preds_T, labels, ignore_index=-100)
-    loss, chunked = live_saved_bytes(
-        LF.chunked_distill_loss,
+    preds_S, preds_T, labels = token_batch(512, 1000, dtype=torch.float32)
+    loss = LF.chunked_distill_loss(
         LF.loca_kd_loss,
         preds_S,
         preds_T,
         labels,
         chunk_size=64,
-        ignore_index=-100)
-    # Both keep only the gradient w.r.t. the student logits (loca_kd_loss
-    # computes it in closed form during forward); chunking bounds the
-    # forward temporaries instead (see tools/benchmark/llm_loss_memory.py).
-    assert buffer <= plain < buffer + 64 * classes * 4
-    assert buffer <= chunked < buffer + 64 * classes * 4
+        ignore_index=-100).loss
+    # The graph holds only the gradient w.r.t. the student logits, which
+    # autograd must produce anyway (the chunks' graphs are gone); chunking
+    # bounds the forward temporaries (tools/benchmark/llm_loss_memory.py).
+    saved = loss.grad_fn.saved_tensors
+    assert [t.shape for t in saved] == [preds_S.shape]
+    assert loss.grad_fn.next_functions[0][0].variable is preds_S
     loss.backward()
-    assert preds_S.grad is not None and preds_S.grad.abs().sum() > 0
+    torch.testing.assert_close(preds_S.grad, saved[0])
 
 
 def test_no_samples_and_all_ignored_give_zero():

@@ -236,8 +236,10 @@ def test_loss_gradient_and_scale_match_float64(batch, tau, alpha, beta, mode,
     # float32 terms of logit gaps near 80 / tau lose about 3e-5 of a small
     # loss to rounding (found by hypothesis: logits 24 and -60, tau 4).
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
+    # Autograd in float32 rounds each of a few O(1) terms (found by
+    # hypothesis: 1.1e-6 off a zero gradient, DKD at tau 0.5).
     torch.testing.assert_close(zs.grad.double(), zs64.grad, rtol=1e-4,
-                               atol=1e-6)
+                               atol=1e-5)
     # Per sample: the same samples calibrated as by the definition, with
     # the same s, and s exactly 1 elsewhere.
     keep = labels != -100

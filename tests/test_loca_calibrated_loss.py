@@ -219,3 +219,51 @@ def test_data_samples_reach_an_inner_loss_that_takes_them():
         loss(zs, zt, y, samples), expected, rtol=1e-5, atol=0)
     with pytest.raises(ValueError, match='data_samples'):
         loss(zs, zt, y)
+
+
+@pytest.mark.parametrize('inner', [
+    dict(type='DKDLoss', tau=4.0, alpha=1.0, beta=8.0),
+    dict(type='WSLD', tau=4.0, num_classes=10),
+    dict(type='KLDivergence', tau=4.0),
+])
+def test_ignored_rows_are_left_out_of_an_inner_loss(inner):
+    """Around a loss that takes labels, ignore_index once passed -100 to it
+    (index out of bounds); the inner loss now sees the kept rows only."""
+    zs, zt, y = batch()
+    ignored = y.clone()
+    ignored[[1, 4, 7]] = -100
+    keep = ignored != -100
+    loss = wrapped(inner, ignore_index=-100)
+    expected = wrapped(inner)(zs[keep], zt[keep], y[keep])
+    torch.testing.assert_close(loss(zs, zt, ignored), expected)
+    loss.train()
+    loss.attach_runner(train_loop_by_epoch=True)
+    loss(zs, zt, ignored)
+    assert loss.take_calibration_totals()[0].item() == keep.sum().item()
+
+
+@pytest.mark.parametrize('inner', [
+    dict(type='DKDLoss', tau=4.0, alpha=1.0, beta=8.0),
+    dict(type='WSLD', tau=4.0, num_classes=10),
+])
+def test_soft_labels_reach_an_inner_loss_as_their_argmax(inner):
+    """Mixup labels once reached DKDLoss's scatter as floats; LoCa and the
+    inner loss now read the same class, the mix's dominant one."""
+    zs, zt, y = batch()
+    soft = 0.7 * F.one_hot(y, 10).double() + 0.03
+    torch.testing.assert_close(
+        wrapped(inner)(zs, zt, soft), wrapped(inner)(zs, zt, y))
+
+
+def test_ignore_index_with_an_inner_loss_taking_data_samples_is_refused():
+    from mmrazor.registry import MODELS
+
+    @MODELS.register_module(force=True)
+    class _SampleLoss(nn.Module):
+        tau = 2.0
+
+        def forward(self, preds_S, preds_T, data_samples):
+            return preds_S.sum()
+
+    with pytest.raises(ValueError, match='_SampleLoss takes data_samples'):
+        wrapped(dict(type='_SampleLoss'), ignore_index=-100)

@@ -2,7 +2,6 @@
 wrong type or value is refused with a message naming the loss, the
 parameter and the value."""
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -83,14 +82,3 @@ def test_dkd_weights_and_warmups():
 def test_dkd_alpha_of_one_names_tckd_weight():
     with pytest.raises(ValueError, match=r'alpha=1\.0 .*tckd_weight'):
         DKDLoCaLoss(alpha=1.0)
-
-
-def test_old_dkd_names_are_validated_under_their_new_names():
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', FutureWarning)
-        with pytest.raises(TypeError, match=r"nckd_weight='8'"):
-            DKDLoCaLoss(beta='8')
-        with pytest.raises(ValueError, match='tckd_weight=nan'):
-            DKDLoCaLoss(alpha=math.nan, beta=8.0)
-        with pytest.raises(ValueError, match="DKDLoCaLoss: alpha=1.5"):
-            DKDLoCaLoss(loca_alpha=1.5)

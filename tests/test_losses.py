@@ -3,7 +3,6 @@ import pytest
 import torch
 from _reference_losses import dkd_reference, loca_kd_reference
 from mmengine.config import Config
-from mmengine.logging import MessageHub
 from mmengine.utils import import_modules_from_strings
 
 from loca_mm import functional as LF
@@ -176,54 +175,76 @@ def test_training_sums_calibration_ratio_and_scale():
     assert mean_s < 0.9  # wrong samples: s = alpha / (1 - p_y + p_k) < alpha
 
 
-def test_warmup_reads_the_epoch_from_message_hub():
-    hub = MessageHub.get_instance('test_dkd_warmup')
+def warmed_up(loss, zs, zt, y, epoch=0, iteration=0):
+    loss.set_training_progress(epoch, iteration)  # as LoCaLossHook does
+    return loss(zs, zt, y)
+
+
+def test_warmup_epochs_ramp_with_the_epoch():
     loss = build('DKDLoCaLoss', warmup_epochs=20, calibrate='none')
     loss.attach_runner(train_loop_by_epoch=True)  # as LoCaLossHook does
     zs, zt, y = batch()
-    hub.update_info('epoch', 0)  # first epoch: weight 1/20
-    first = loss(zs, zt, y)
-    hub.update_info('epoch', 9)  # tenth epoch: 10/20
-    tenth = loss(zs, zt, y)
-    hub.update_info('epoch', 40)
-    late = loss(zs, zt, y)
     full = LF.dkd_loss(zs, zt, y, calibrate='none').loss
-    torch.testing.assert_close(first, full / 20)
-    torch.testing.assert_close(tenth, full / 2)
-    torch.testing.assert_close(late, full)
+    # 0-based epochs: the first is weighted 1/20, the tenth 10/20.
+    for epoch, factor in ((0, 1 / 20), (9, 1 / 2), (40, 1.0)):
+        torch.testing.assert_close(
+            warmed_up(loss, zs, zt, y, epoch=epoch, iteration=999),
+            full * factor)
 
 
-def test_warmup_without_an_epoch_is_an_error():
-    MessageHub.get_instance('test_no_epoch')
-    loss = build('DKDLoCaLoss', warmup_epochs=5)
-    loss.attach_runner(train_loop_by_epoch=True)
-    with pytest.raises(RuntimeError, match='epoch'):
-        loss(*batch())
-
-
-def test_warmup_iters_reads_the_iteration_from_message_hub():
-    hub = MessageHub.get_instance('test_dkd_warmup_iters')
+def test_warmup_iters_ramp_with_the_iteration():
     loss = build('DKDLoCaLoss', warmup_iters=8, calibrate='none')
     zs, zt, y = batch()
     full = LF.dkd_loss(zs, zt, y, calibrate='none').loss
     for it, factor in ((0, 1 / 8), (3, 4 / 8), (7, 1.0), (100, 1.0)):
-        hub.update_info('iter', it)  # 0-based, as mmengine's loops set it
-        torch.testing.assert_close(loss(zs, zt, y), full * factor)
+        torch.testing.assert_close(
+            warmed_up(loss, zs, zt, y, epoch=5, iteration=it), full * factor)
 
 
-def test_dkd_loca_loss_takes_the_old_argument_names_with_a_warning():
+def test_warmup_without_progress_is_an_error_naming_the_hook():
+    loss = build('DKDLoCaLoss', warmup_iters=5)
+    with pytest.raises(RuntimeError, match='LoCaLossHook.*'
+                       r'set_training_progress\(epoch, iteration\)'):
+        loss(*batch())
+
+
+def test_warmup_compiles_as_one_graph_without_recompiling():
+    """The progress is a tensor the loss holds: forward looks nothing up
+    (MessageHub's lock broke fullgraph), and a new iteration is no new
+    graph."""
+    torch._dynamo.reset()
+    loss = build('DKDLoCaLoss', warmup_iters=4, calibrate='margin')
+    loss.train()
+    compiled = torch.compile(loss, fullgraph=True, dynamic=False)
     zs, zt, y = batch()
-    new = build('DKDLoCaLoss', tckd_weight=0.5, nckd_weight=2.0, alpha=0.8)
-    with pytest.warns(FutureWarning, match='tckd_weight=0.5, '
-                      'nckd_weight=2.0, alpha=0.8'):
-        old = build('DKDLoCaLoss', alpha=0.5, beta=2.0, loca_alpha=0.8)
-    assert (old.alpha, old.tckd_weight, old.nckd_weight) == (0.8, 0.5, 2.0)
-    torch.testing.assert_close(old(zs, zt, y), new(zs, zt, y))
-    # beta alone: the old default TCKD weight 1 and LoCa alpha 0.9.
-    with pytest.warns(FutureWarning, match='nckd_weight=6.0'):
-        beta_only = build('DKDLoCaLoss', beta=6.0)
-    assert (beta_only.alpha, beta_only.tckd_weight,
-            beta_only.nckd_weight) == (0.9, 1.0, 6.0)
+    full = LF.dkd_loss(zs, zt, y, calibrate='margin').loss
+    counter = torch._dynamo.utils.counters
+    counter.clear()
+    for it in range(6):
+        loss.set_training_progress(0, it)
+        torch.testing.assert_close(compiled(zs, zt, y),
+                                   full * min((it + 1) / 4, 1.0))
+    assert counter['stats']['unique_graphs'] == 1
+
+
+def test_old_argument_names_are_refused_naming_the_new_ones():
+    for old, new in (('beta', 'nckd_weight'), ('loca_alpha', 'alpha')):
+        with pytest.raises(TypeError, match=f'{old} is the name of '
+                           f'loca_mm 0.1; it is {new} now'):
+            build('DKDLoCaLoss', **{old: 0.5})
+
+
+def test_old_name_on_the_command_line_cannot_move_a_weight():
+    """--cfg-options ...loss_distill.beta=6.0 on a shipped DKD+LoCa config
+    once built tckd_weight=0.9 (LoCa's alpha) silently."""
+    cfg = Config.fromfile(
+        'configs/distill/cifar100/'
+        'dkdloca_logits_resnet56_resnet20_1xb64_cifar100.py')
+    cfg.merge_from_dict(
+        {'model.distiller.distill_losses.loss_distill.beta': 6.0})
+    loss_cfg = cfg.model.distiller.distill_losses.loss_distill
+    with pytest.raises(TypeError, match='it is nckd_weight now'):
+        build(loss_cfg.pop('type'), **loss_cfg)
 
 
 def test_dkd_loca_loss_alpha_of_one_points_at_tckd_weight():

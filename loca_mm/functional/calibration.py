@@ -1,62 +1,45 @@
 """LoCa's calibration of a teacher distribution (Yang et al., ECAI 2024).
 
-Notation for one sample (a row of logits): ``p`` is the teacher's softened
-distribution ``softmax(z_T / tau)``, ``y`` the label, ``k`` the largest
-non-target class of ``p``. LoCa replaces ``p`` by
+For one sample (a row) with teacher distribution ``p_t``, label ``y`` and
+``k`` its largest non-target class, LoCa replaces ``p_t`` by
 
-    q_i = s * p_i  (i != y),    q_y = 1 - s * (1 - p_y),
-    s = alpha * sigma,          sigma = 1 / (1 - p_y + p_k),
+    q_i = s * p_t_i  (i != y),    q_y = 1 - s * (1 - p_t_y),
+    s = alpha / (1 - p_t_y + p_t_k),
 
-so the non-target ratios (the dark knowledge) are kept, ``q`` sums to one and
-the label leads the best non-target class by exactly ``1 - alpha``.
+so the non-target ratios (the dark knowledge) are kept, ``q`` sums to one
+and the label leads the best non-target class by exactly ``1 - alpha``.
 
 Which samples are calibrated (``calibrate``):
 
-* ``'wrong'``: samples whose label is not the teacher's strict top-1
-  (``p_k >= p_y``; a tie counts as wrong). There ``s < 1`` by construction.
-  Afterwards the label is the strict top-1 of every sample.
-* ``'margin'``: every sample, with ``s = min(alpha * sigma, 1)``; the label
-  then leads by at least ``1 - alpha`` everywhere.
-* ``'none'``: no calibration, ``q = p`` (plain KD / plain DKD).
+* ``'wrong'``: those whose label is not the teacher's strict top-1
+  (``p_t_k >= p_t_y``; a tie counts as wrong). There ``s < 1``.
+* ``'margin'``: every sample with ``s < 1``; the label then leads by at
+  least ``1 - alpha`` everywhere.
+* ``'none'``: none (plain KD / DKD).
 
-Samples that are not calibrated keep ``q = p`` bit for bit (``s = 1``).
-
-The rule as written above is :func:`loca_mm.functional.loca_calibrate` (in
-:mod:`.reference`). This module holds what the fused losses need of it per
-sample: the factor ``s`` from three probabilities, and the calibration of
-log-probabilities in place.
+Samples that are not calibrated keep ``q = p_t`` (``s = 1``).
+:func:`loca_rule` is the rule, once, in the log domain; everything else here
+and every loss calls it.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from .inputs import _numbers
+from .inputs import compute_dtype, log_softmax_rows, prepare_targets
 
 CALIBRATION_MODES = ('wrong', 'margin', 'none')
-
-
-class CalibratedTarget(NamedTuple):
-    """Result of :func:`loca_mm.functional.loca_calibrate`.
-
-    Attributes:
-        probs (Tensor): calibrated distribution ``q``, same shape as the input.
-        scale (Tensor): the factor ``s`` per sample (1 where not calibrated).
-        calibrated (Tensor): bool mask of the samples that were changed.
-    """
-    probs: Tensor
-    scale: Tensor
-    calibrated: Tensor
 
 
 def check_calibration_args(alpha: float, tau: float, calibrate: str) -> None:
     """Raise ValueError for arguments outside the method's domain.
 
     Args:
-        alpha (float): LoCa's alpha, must lie in the open interval (0, 1).
-        tau (float): temperature, must be positive.
+        alpha (float): LoCa's alpha, in the open interval (0, 1).
+        tau (float): temperature, > 0.
         calibrate (str): one of :data:`CALIBRATION_MODES`.
     """
     if not 0.0 < alpha < 1.0:
@@ -68,80 +51,169 @@ def check_calibration_args(alpha: float, tau: float, calibrate: str) -> None:
                          f'got {calibrate!r}')
 
 
-def _uncalibrated(like: Tensor) -> tuple[Tensor, Tensor]:
-    """``s = 1`` and an all-False calibrated mask, shaped like ``like``."""
-    return torch.ones_like(like), torch.zeros_like(like, dtype=torch.bool)
+def loca_rule(log_p_t: Tensor,
+              labels: Tensor,
+              alpha: float,
+              calibrate: str,
+              valid: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """LoCa's rule on rows of teacher log-probabilities.
 
-
-def calibration_scale(p_y: Tensor, p_k: Tensor, mass_non_target: Tensor,
-                      alpha: float, calibrate: str) -> tuple[Tensor, Tensor]:
-    """The LoCa factor ``s`` per sample, from three per-sample probabilities.
+    In the log domain, ``log q_i = log p_t_i + log s`` off the label, so a
+    one-hot teacher, ``-inf`` columns and ``p_t_y`` near 1 stay finite.
+    Elementwise operations and row reductions only, which
+    ``torch.compile`` fuses into the loss around it.
 
     Args:
-        p_y (Tensor): teacher probability of the label, shape (M,) or (M, 1).
-        p_k (Tensor): largest non-target probability, same shape.
-        mass_non_target (Tensor): ``1 - p_y``, passed in so that callers can
-            compute it without cancellation (from non-target terms, or
-            where it is known to be far from 0).
+        log_p_t (Tensor): teacher log-probabilities (M, C).
+        labels (Tensor): labels (M,) in [0, C).
         alpha (float): LoCa's alpha in (0, 1).
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+        valid (Tensor, optional): bool (M,); other samples stay as they are.
 
     Returns:
-        tuple[Tensor, Tensor]: ``s`` (1 exactly where not calibrated) and the
-        bool mask of calibrated samples.
+        tuple[Tensor, Tensor, Tensor]: ``log q`` (M, C), ``s`` (M,) and the
+        bool mask (M,) of calibrated samples.
     """
     if calibrate == 'none':
-        return _uncalibrated(p_y)
-    scale, calibrated, _, _ = _loca_row_terms(p_y, p_k, mass_non_target,
-                                              alpha, calibrate)
-    return scale, calibrated
-
-
-def _loca_row_terms(p_y: Tensor, p_k: Tensor, mass: Optional[Tensor],
-                    alpha: float,
-                    calibrate: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """What the losses need of LoCa per sample: ``s``, the calibrated mask,
-    ``log s`` and ``log q_y``. The arguments as for
-    :func:`calibration_scale` (``calibrate`` not ``'none'``), except that
-    ``mass`` may be None: then it is ``1 - p_y``, computed here. One
-    function for all of it, not a chain: each Python call is a measurable
-    share of a loss call at small batches."""
-    alpha_operand, one = _numbers(p_y.dtype, alpha, 1.0)
-    if mass is None:
-        mass = torch.rsub(p_y, one)
-    # mass >= p_k, so the denominator is 0 only for a teacher that is one-hot
-    # on the label. Such a sample is never calibrated (p_k < p_y, and
-    # alpha * inf is not < 1), so where() drops the infinite factor.
-    scaled = torch.div(alpha_operand, torch.add(mass, p_k))
+        return (log_p_t, log_p_t.new_ones(labels.shape),
+                torch.zeros_like(labels, dtype=torch.bool))
+    classes = torch.arange(log_p_t.shape[-1], device=log_p_t.device)
+    label = classes == labels.unsqueeze(-1)
+    log_p_y = log_p_t.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    log_p_k = torch.where(label, float('-inf'), log_p_t).amax(-1)
+    # 1 - p_t_y cancels only where p_t_y is near 1, and such a sample is
+    # never calibrated: 'wrong' needs p_t_y <= p_t_k <= 1 - p_t_y, 'margin'
+    # 1 - p_t_y > alpha / 2.
+    log_mass = torch.log1p(-log_p_y.exp())
+    # log s = log alpha - log(1 - p_t_y + p_t_k); +inf only for a teacher
+    # one-hot on the label, which is never calibrated.
+    log_scale = math.log(alpha) - torch.logaddexp(log_mass, log_p_k)
     if calibrate == 'wrong':
-        calibrated = p_k >= p_y
+        calibrated = log_p_k >= log_p_y
     else:  # 'margin'
-        calibrated = scaled < 1.0
-    scale = torch.where(calibrated, scaled, one)
-    # q_y = 1 - s * (1 - p_y) written as p_y + (1 - s) * (1 - p_y): a sum of
-    # non-negative terms, without cancellation, and p_y itself where s = 1.
-    q_y = torch.addcmul(mass, scale, mass, value=-1.0).add_(p_y)
-    return scale, calibrated, scale.log(), q_y.log_()
+        calibrated = log_scale < 0
+    if valid is not None:
+        calibrated = calibrated & valid
+    log_scale = torch.where(calibrated, log_scale, 0.0)
+    scale = log_scale.exp()
+    # q_y = p_t_y + (1 - s) * (1 - p_t_y): non-negative terms, and exactly
+    # p_t_y where s = 1 (log(1 - 1) = -inf).
+    log_q_y = torch.logaddexp(log_p_y, torch.log1p(-scale) + log_mass)
+    log_q = torch.where(label, log_q_y.unsqueeze(-1),
+                        log_p_t + log_scale.unsqueeze(-1))
+    return log_q, scale, calibrated
 
 
-def _loca_log_probs_(log_p: Tensor, index: Tensor, alpha: float,
-                     calibrate: str) -> tuple[Tensor, Tensor]:
-    """Turn the teacher's log-probabilities (M, C) into LoCa's ``log q``, in
-    place; returns ``s`` and the calibrated mask, both (M, 1).
+class CalibratedTarget(NamedTuple):
+    """Result of :func:`loca_calibrate`.
 
-    ``log q_i = log p_i + log s`` off the label, so uncalibrated rows
-    (``s = 1``) keep ``log p`` exactly there.
+    Attributes:
+        probs (Tensor): calibrated distribution ``q``, shape of the input.
+        scale (Tensor): the factor ``s`` per sample (1 where not calibrated).
+        calibrated (Tensor): bool mask of the samples that were changed.
     """
-    if calibrate == 'none':
-        return _uncalibrated(log_p[:, :1])
-    log_p_y = log_p.gather(-1, index)
-    # The label column is overwritten with log q_y below; -inf until then
-    # keeps it out of the maximum and out of log p + log s.
-    log_p_k = log_p.scatter_(-1, index, float('-inf')).amax(-1, keepdim=True)
-    # mass = 1 - p_y cancels only where p_y ~ 1, and there the sample is not
-    # calibrated: 'wrong' needs 1 - p_y >= p_k >= p_y, 'margin'
-    # 1 - p_y > alpha / 2. Uncalibrated samples keep q_y = p_y exactly.
-    scale, calibrated, log_scale, log_q_y = _loca_row_terms(
-        log_p_y.exp_(), log_p_k.exp_(), None, alpha, calibrate)
-    log_p.add_(log_scale).scatter_(-1, index, log_q_y)
-    return scale, calibrated
+    probs: Tensor
+    scale: Tensor
+    calibrated: Tensor
+
+
+def loca_calibrate(probs: Tensor,
+                   target: Tensor,
+                   alpha: float = 0.9,
+                   calibrate: str = 'wrong') -> CalibratedTarget:
+    """LoCa's rule on teacher probabilities (M, C); uncalibrated rows keep
+    ``q = p_t`` exactly.
+
+    Args:
+        probs (Tensor): teacher probabilities (M, C), rows sum to 1.
+        target (Tensor): integer labels (M,) in [0, C).
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+            Defaults to ``'wrong'``.
+
+    Returns:
+        CalibratedTarget: ``q``, ``s`` and the calibrated mask.
+    """
+    check_calibration_args(alpha, 1.0, calibrate)
+    log_q, scale, calibrated = loca_rule(probs.log(), target.long(), alpha,
+                                         calibrate)
+    q = torch.where(calibrated.unsqueeze(-1), log_q.exp(), probs)
+    return CalibratedTarget(q, scale, calibrated)
+
+
+class CalibratedLogProbs(NamedTuple):
+    """Result of :func:`loca_log_probs`.
+
+    Attributes:
+        log_probs (Tensor): ``log q``, shape of the teacher logits, float32
+            (float64 for float64 logits); ignored samples keep ``log p_t``.
+        scale (Tensor): LoCa's factor ``s`` per flattened sample (M,).
+        calibrated (Tensor): bool mask (M,) of the calibrated samples.
+        valid (Tensor): bool mask (M,) of the samples that are not ignored.
+    """
+    log_probs: Tensor
+    scale: Tensor
+    calibrated: Tensor
+    valid: Tensor
+
+
+def loca_log_probs(preds_T: Tensor, target: Tensor, tau: float = 4.0,
+                   alpha: float = 0.9, calibrate: str = 'wrong', *,
+                   ignore_index: Optional[int] = None,
+                   check_labels: bool = True) -> CalibratedLogProbs:
+    """``log q`` of LoCa applied to ``softmax(preds_T / tau)``, detached:
+    the calibrated teacher for any divergence.
+
+    Args:
+        preds_T (Tensor): teacher logits (..., C).
+        target (Tensor): labels (...) or soft labels (..., C).
+        tau (float): temperature. Defaults to 4.0.
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+        ignore_index (int, optional): label of samples left uncalibrated.
+        check_labels (bool): refuse labels outside [0, C) (see
+            :func:`prepare_targets`).
+
+    Returns:
+        CalibratedLogProbs: ``log q`` and the per-sample details.
+    """
+    check_calibration_args(alpha, tau, calibrate)
+    labels, valid = prepare_targets(preds_T, target, ignore_index,
+                                    check_labels)
+    log_p_t = log_softmax_rows(preds_T.detach(), tau, compute_dtype(preds_T))
+    log_q, scale, calibrated = loca_rule(log_p_t, labels, alpha, calibrate,
+                                         valid)
+    return CalibratedLogProbs(
+        log_q.view(preds_T.shape), scale, calibrated, valid)
+
+
+class CalibratedLogits(NamedTuple):
+    """Result of :func:`loca_calibrated_logits`: as
+    :class:`CalibratedLogProbs`, with ``logits = tau * log q``."""
+    logits: Tensor
+    scale: Tensor
+    calibrated: Tensor
+    valid: Tensor
+
+
+def loca_calibrated_logits(preds_T: Tensor, target: Tensor, tau: float = 4.0,
+                           alpha: float = 0.9, calibrate: str = 'wrong',
+                           ignore_index: Optional[int] = None, *,
+                           check_labels: bool = True) -> CalibratedLogits:
+    """Teacher logits whose softened distribution is LoCa's ``q``:
+    ``softmax(z' / tau) == q``, so any loss that softens the teacher at
+    ``tau`` sees the calibrated teacher. ``z' = tau * log q``, finite where
+    ``q > 0``. At another temperature ``t`` a loss would see
+    ``q ** (tau / t)`` renormalised, which is neither LoCa at ``t`` nor ``q``.
+
+    The arguments are those of :func:`loca_log_probs`.
+    """
+    log_q, scale, calibrated, valid = loca_log_probs(
+        preds_T,
+        target,
+        tau,
+        alpha,
+        calibrate,
+        ignore_index=ignore_index,
+        check_labels=check_labels)
+    return CalibratedLogits(tau * log_q, scale, calibrated, valid)

@@ -1,175 +1,319 @@
-"""Distillation losses evaluated chunk by chunk over the samples, for
-(tokens x vocabulary) logits."""
+"""Distillation losses evaluated a chunk of rows at a time, for
+(tokens x vocabulary) logits, and fused with the output layers.
+
+One loop (:func:`_chunk_loop`) runs the loss on each chunk of rows and takes
+the chunk's gradient from the same loss function with
+``torch.func.grad_and_value``, as Liger-Kernel's fused distillation does:
+no second formula. The gradients are computed in the forward pass and kept
+(the chunk's graph is freed at once), so backward only scales them.
+
+Supported: one backward, or several through a retained graph (they
+accumulate); inside a compiled model they run eagerly (a graph break, so
+``torch.compile(fullgraph=True)`` refuses them). Refused with a
+``RuntimeError`` that names them: double backward (``create_graph=True``)
+and ``torch.func`` transforms. The plain losses of :mod:`.losses` and
+:mod:`.divergences` support all of these.
+"""
 from __future__ import annotations
 
 import functools
-import weakref
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .inputs import _checked_targets
-from .result import DistillLoss
+from .inputs import check_logits, prepare_targets
+from .losses import DistillLoss, loca_kd_loss
 
 
-def _chunk_gradient(chunk_S: Tensor, chunk_T: Tensor, labels: Tensor,
-                    valid: Tensor, loss_fn, needs_grad: bool,
-                    create_graph: bool):
-    """Run ``loss_fn`` on one chunk of (M, C) logits.
+def _chunk_loop(loss_fn: Callable[..., DistillLoss], logits_S: Tensor,
+                logits_T: Tensor, labels: Tensor, chunk_size: int,
+                needs_grad: bool):
+    """``loss_fn`` over row chunks of (M, C) logits.
 
-    Returns the sum of its loss over its valid samples, the loss's details
-    and the gradient of that sum w.r.t. ``chunk_S`` (None without
-    ``needs_grad``). With ``create_graph`` the chunk stays attached to the
-    logits it is a part of and the gradient carries a graph; otherwise the
-    chunk's graph is freed once its gradient is taken.
+    Returns the loss summed over the valid rows, its gradient w.r.t.
+    ``logits_S`` (None without ``needs_grad``), and ``s`` and the
+    calibrated mask per row. At least one (possibly empty) chunk, so that
+    zero rows give the loss function's zero loss.
     """
-    if not create_graph:
-        chunk_S = chunk_S.detach().requires_grad_(needs_grad)
-    with torch.enable_grad():
-        result = loss_fn(chunk_S, chunk_T, labels)
-        # loss_fn averages over its chunk; back to a sum, so that chunks of
-        # any size add up to the mean over all of M.
-        chunk_sum = result.loss * valid.sum()
-    grad = None
-    if needs_grad:
-        grad, = torch.autograd.grad(
-            chunk_sum, chunk_S, create_graph=create_graph)
-    return chunk_sum, result, grad
 
+    def chunk_sum(chunk_S: Tensor, rows: slice):
+        result = loss_fn(chunk_S, logits_T[rows], labels[rows])
+        # loss_fn averages over its chunk: back to a sum, so that chunks of
+        # any size add up.
+        total = result.loss * result.valid.sum()
+        return total, (result.scale, result.calibrated)
 
-def _chunk_gradients(preds_S: Tensor, preds_T: Tensor, labels: Tensor,
-                     valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool,
-                     create_graph: bool):
-    """:func:`_chunk_gradient` over row chunks of the (M, C) logits; yields
-    each chunk's rows with its results."""
-    # At least one (possibly empty) chunk, so that zero samples give the
-    # same zero loss and empty details as the unchunked function.
-    for start in range(0, max(preds_S.shape[0], 1), chunk_size):
+    grad = torch.empty_like(logits_S) if needs_grad else None
+    totals, scales, calibrated = [], [], []
+    for start in range(0, max(len(labels), 1), chunk_size):
         rows = slice(start, start + chunk_size)
-        chunk_sum, result, grad = _chunk_gradient(
-            preds_S[rows], preds_T[rows], labels[rows], valid[rows], loss_fn,
-            needs_grad, create_graph)
-        yield rows, chunk_sum, result, grad
-        # Before the next chunk's loss: its gradient would be a second
-        # buffer of the chunk's size.
-        del result, chunk_sum, grad
+        if needs_grad:
+            grad[rows], (total, (scale, calibrated_rows)) = \
+                torch.func.grad_and_value(chunk_sum, has_aux=True)(
+                    logits_S[rows], rows)
+        else:
+            total, (scale, calibrated_rows) = chunk_sum(logits_S[rows], rows)
+        totals.append(total)
+        scales.append(scale)
+        calibrated.append(calibrated_rows)
+    return (torch.stack(totals).sum(), grad, torch.cat(scales),
+            torch.cat(calibrated))
+
+
+def _refuse_double_backward(name: str) -> None:
+    # Grad mode is on in backward exactly under create_graph=True.
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f'{name} does not support double backward (create_graph=True): '
+            'its gradients are computed in the forward pass, without a '
+            'graph; use the plain loss on the whole logits for higher '
+            'derivatives')
+
+
+def _refuse_transforms(name: str, *tensors: Optional[Tensor]) -> None:
+    if any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t)
+           for t in tensors):
+        raise RuntimeError(
+            f'{name} does not support torch.func transforms (grad, vmap, '
+            '...): it is an autograd.Function whose gradients come from the '
+            'forward pass; transform the plain loss instead')
 
 
 class _ChunkedLoss(torch.autograd.Function):
-    """Runs a loss over row chunks and keeps only the input gradient.
-
-    Each chunk's graph is built, differentiated and freed inside ``forward``,
-    so the only (M, C) buffer kept for backward is the gradient w.r.t. the
-    student logits, which autograd would have to produce anyway. Double
-    backward runs the chunks again, attached to the student logits, which
-    are held by weak reference until then (as are the teacher's).
-    """
+    """The loss and its gradient w.r.t. the student logits, chunk by chunk;
+    the gradient is the one (M, C) buffer kept for backward."""
 
     @staticmethod
     def forward(ctx, preds_S: Tensor, preds_T: Tensor, labels: Tensor,
-                valid: Tensor, loss_fn, chunk_size: int, needs_grad: bool):
+                count: Tensor, loss_fn, chunk_size: int):
         num_classes = preds_S.shape[-1]
-        flat_S = preds_S.reshape(-1, num_classes)
-        flat_T = preds_T.detach().reshape(-1, num_classes)
-        grad_S = torch.empty_like(flat_S) if needs_grad else None
-        sums, scales, calibrated = [], [], []
-        for rows, chunk_sum, result, grad in _chunk_gradients(
-                flat_S, flat_T, labels, valid, loss_fn, chunk_size,
-                needs_grad, create_graph=False):
-            if needs_grad:
-                grad_S[rows] = grad
-            sums.append(chunk_sum.detach())
-            scales.append(result.scale.detach())
-            calibrated.append(result.calibrated)
-        count = valid.sum().clamp_min(1)
-        if needs_grad:
-            grad_S = grad_S.div_(count).view(preds_S.shape)
-        ctx.save_for_backward(grad_S)
-        if needs_grad and not torch.compiler.is_compiling():
-            ctx.inputs = [(weakref.ref(t), t._version)
-                          for t in (preds_S, preds_T)]
-            ctx.chunking = labels, valid, loss_fn, chunk_size, count
-        scale, calibrated = torch.cat(scales), torch.cat(calibrated)
+        total, grad, scale, calibrated = _chunk_loop(
+            loss_fn, preds_S.reshape(-1, num_classes),
+            preds_T.reshape(-1, num_classes), labels, chunk_size,
+            ctx.needs_input_grad[0])
+        if grad is not None:
+            grad = (grad / count.to(grad.dtype)).view(preds_S.shape)
+        ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(scale, calibrated)
-        return torch.stack(sums).sum() / count, scale, calibrated
+        return total / count, scale, calibrated
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, *unused):
-        grad_S, = ctx.saved_tensors
-        # Grad mode is on in backward exactly under create_graph=True.
-        if torch.is_grad_enabled() and hasattr(ctx, 'inputs'):
-            part = _ChunkedLoss._differentiable_gradient(ctx)
-            grad_S = grad_S + (part - part.detach())
-        # Not in place: the saved gradient serves every backward through a
-        # retained graph, and they accumulate as for the unchunked losses.
-        return (grad_S * grad_loss.to(grad_S.dtype), None, None, None, None,
-                None, None)
-
-    @staticmethod
-    def _differentiable_gradient(ctx) -> Tensor:
-        """The student gradient again, chunk by chunk, with its graph."""
-        preds_S, preds_T = (ref() for ref, _ in ctx.inputs)
-        if any(t is None or t._version != version
-               for t, (_, version) in zip((preds_S, preds_T), ctx.inputs)):
-            raise RuntimeError(
-                'double backward (create_graph=True) through '
-                'chunked_distill_loss needs the student and teacher logits '
-                'it was given, but they were freed or modified in place '
-                'since: keep them alive and unchanged until then')
-        labels, valid, loss_fn, chunk_size, count = ctx.chunking
-        num_classes = preds_S.shape[-1]
-        grads = [
-            grad for _, _, _, grad in _chunk_gradients(
-                preds_S.reshape(-1, num_classes),
-                preds_T.detach().reshape(-1, num_classes), labels, valid,
-                loss_fn, chunk_size, True, create_graph=True)
-        ]
-        return (torch.cat(grads) / count).view(preds_S.shape)
+        _refuse_double_backward('chunked_distill_loss')
+        grad, = ctx.saved_tensors
+        return grad * grad_loss.to(grad.dtype), None, None, None, None, None
 
 
-def chunked_distill_loss(loss_fn: Callable[..., DistillLoss],
-                         preds_S: Tensor,
-                         preds_T: Tensor,
-                         target: Tensor,
+def _chunk_args(preds_S: Tensor, target: Tensor,
+                ignore_index: Optional[int], check_labels: bool, loss_fn,
+                loss_kwargs: dict):
+    """Labels for the chunks (ignored ones kept as ``ignore_index``, so
+    that each chunk leaves them out), the valid mask, and the loss with its
+    arguments bound (labels checked once, here)."""
+    labels, valid = prepare_targets(preds_S, target, ignore_index,
+                                    check_labels)
+    if ignore_index is not None:
+        labels = labels.masked_fill(~valid, ignore_index)
+    chunk_loss = functools.partial(
+        loss_fn, ignore_index=ignore_index, check_labels=False, **loss_kwargs)
+    return labels, valid, chunk_loss
+
+
+def _check_size(name: str, size) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f'{name} must be an int >= 1, got {size!r}')
+
+
+@torch.compiler.disable
+def chunked_distill_loss(loss_fn: Callable[..., DistillLoss], preds_S: Tensor,
+                         preds_T: Tensor, target: Tensor,
                          chunk_size: int = 256,
                          ignore_index: Optional[int] = None,
-                         check_range: bool = True,
+                         check_labels: bool = True,
                          **loss_kwargs) -> DistillLoss:
-    """Evaluate a distillation loss chunk by chunk over the samples.
+    """A distillation loss evaluated ``chunk_size`` samples at a time.
 
-    Gives the loss and the student gradient of
-    ``loss_fn(preds_S, preds_T, target, ignore_index=..., **loss_kwargs)``
-    (up to float rounding) while holding the loss's (samples x classes)
-    temporaries for ``chunk_size`` samples at a time; for backward it keeps
-    one buffer the size of ``preds_S`` (its gradient). This is what a
-    language model with a large vocabulary needs: every token is a sample.
+    Equals ``loss_fn(preds_S, preds_T, target, ignore_index=...,
+    **loss_kwargs)`` in value and student gradient (up to float rounding)
+    while holding the loss's (samples x classes) temporaries for one chunk;
+    for backward it keeps one buffer the size of ``preds_S``, its gradient.
+    See the module for what it supports.
 
     Args:
-        loss_fn (Callable): :func:`loca_kd_loss`, :func:`dkd_loss` or any
-            function with their signature whose ``loss`` is the mean over
-            its ``valid`` samples.
+        loss_fn (Callable): :func:`loca_kd_loss`, :func:`dkd_loss`, a
+            divergence, or any function with their signature whose ``loss``
+            is the mean over its ``valid`` samples.
         preds_S (Tensor): student logits (..., C).
         preds_T (Tensor): teacher logits (..., C); detached inside.
         target (Tensor): labels (...) or soft labels (..., C).
         chunk_size (int): samples per chunk. Defaults to 256.
         ignore_index (int, optional): label of samples left out of the mean.
-        check_range (bool): validate label values once, for all chunks.
+        check_labels (bool): refuse labels outside [0, C), once for all
+            chunks. Defaults to True.
         **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
     """
-    if chunk_size < 1:
-        raise ValueError(f'chunk_size must be >= 1, got {chunk_size!r}')
-    labels, valid = _checked_targets(preds_S, preds_T, target, ignore_index,
-                                     check_range)
-    if ignore_index is not None:
-        # prepare_targets zeroes ignored labels; each chunk must see them.
-        labels = labels.masked_fill(~valid, ignore_index)
-    chunk_loss = functools.partial(
-        loss_fn, ignore_index=ignore_index, check_range=False, **loss_kwargs)
+    _check_size('chunk_size', chunk_size)
+    _refuse_transforms('chunked_distill_loss', preds_S, preds_T)
+    check_logits(preds_S, preds_T)
+    labels, valid, chunk_loss = _chunk_args(preds_S, target, ignore_index,
+                                            check_labels, loss_fn,
+                                            loss_kwargs)
     loss, scale, calibrated = _ChunkedLoss.apply(
-        preds_S, preds_T, labels, valid, chunk_loss, chunk_size,
-        preds_S.requires_grad and torch.is_grad_enabled())
+        preds_S, preds_T.detach(), labels,
+        valid.sum().clamp_min(1), chunk_loss, chunk_size)
+    return DistillLoss(loss, scale, calibrated, valid)
+
+
+class _FusedLinearLoss(torch.autograd.Function):
+    """Projects ``chunk_size`` rows at a time to logits and runs
+    :func:`_chunk_loop` on them (``block_size`` rows per loss call); the
+    projection's gradients come from autograd through ``F.linear``, summed
+    over the chunks into leaves that stand in for the student's hidden
+    states, weight and bias. Nothing the size of all the logits exists."""
+
+    @staticmethod
+    def forward(ctx, hidden_S: Tensor, weight_S: Tensor,
+                bias_S: Optional[Tensor], hidden_T: Tensor, weight_T: Tensor,
+                bias_T: Optional[Tensor], labels: Tensor, loss_fn,
+                chunk_size: int, block_size: int):
+        student = [
+            None if t is None else t.detach().requires_grad_(needs)
+            for t, needs in zip((hidden_S, weight_S, bias_S),
+                                ctx.needs_input_grad)
+        ]
+        hidden, weight, bias = student
+        needs_grad = any(ctx.needs_input_grad[:3])
+        totals, scales, calibrated = [], [], []
+        for start in range(0, max(len(labels), 1), chunk_size):
+            rows = slice(start, start + chunk_size)
+            with torch.enable_grad():
+                logits_S = F.linear(hidden[rows], weight, bias)
+            logits_T = F.linear(hidden_T[rows], weight_T, bias_T)
+            total, grad, scale, calibrated_rows = _chunk_loop(
+                loss_fn, logits_S.detach(), logits_T, labels[rows],
+                block_size, needs_grad and logits_S.numel() > 0)
+            if grad is not None:
+                logits_S.backward(grad)
+            totals.append(total)
+            scales.append(scale)
+            calibrated.append(calibrated_rows)
+        count = max(len(labels), 1)
+        ctx.grads = [
+            None if t is None or not t.requires_grad else
+            (torch.zeros_like(t) if t.grad is None else t.grad / count)
+            for t in student
+        ]
+        scale, calibrated = torch.cat(scales), torch.cat(calibrated)
+        ctx.mark_non_differentiable(scale, calibrated)
+        return torch.stack(totals).sum() / count, scale, calibrated
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, *unused):
+        _refuse_double_backward('fused_linear_distill_loss')
+        return (*(None if grad is None else grad * grad_loss.to(grad.dtype)
+                  for grad in ctx.grads), None, None, None, None, None, None,
+                None)
+
+
+def _check_projection(name: str, hidden: Tensor, weight: Tensor,
+                      bias: Optional[Tensor]) -> None:
+    if hidden.dim() != 2 or weight.dim() != 2:
+        raise ValueError(
+            f'{name}_hidden must be (N, H) and {name}_weight (V, H), got '
+            f'shapes {tuple(hidden.shape)} and {tuple(weight.shape)}')
+    if hidden.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f'{name}_hidden has {hidden.shape[1]} features but '
+            f'{name}_weight expects {weight.shape[1]} '
+            f'(shapes {tuple(hidden.shape)} and {tuple(weight.shape)})')
+    if bias is not None and tuple(bias.shape) != (weight.shape[0], ):
+        raise ValueError(f'{name}_bias must have shape ({weight.shape[0]},), '
+                         f'got {tuple(bias.shape)}')
+
+
+@torch.compiler.disable
+def fused_linear_distill_loss(student_hidden: Tensor, student_weight: Tensor,
+                              teacher_hidden: Tensor, teacher_weight: Tensor,
+                              target: Tensor,
+                              loss_fn: Callable[...,
+                                                DistillLoss] = loca_kd_loss,
+                              chunk_size: int = 1024,
+                              ignore_index: Optional[int] = None,
+                              student_bias: Optional[Tensor] = None,
+                              teacher_bias: Optional[Tensor] = None, *,
+                              block_size: int = 128, check_labels: bool = True,
+                              **loss_kwargs) -> DistillLoss:
+    """A distillation loss on logits that are never materialised in full.
+
+    Equals ``loss_fn(student_hidden @ student_weight.T (+ student_bias),
+    teacher_hidden @ teacher_weight.T (+ teacher_bias), target,
+    ignore_index=..., **loss_kwargs)`` in value and in the gradients w.r.t.
+    the student's hidden states, weight and bias (up to float rounding).
+    Rows whose label is ``ignore_index`` are dropped before the projection;
+    the teacher gets no gradient. See the module for what it supports.
+
+    Args:
+        student_hidden (Tensor): student hidden states (N, H_S).
+        student_weight (Tensor): student output weight (V, H_S).
+        teacher_hidden (Tensor): teacher hidden states (N, H_T).
+        teacher_weight (Tensor): teacher output weight (V, H_T).
+        target (Tensor): labels (N,) or soft labels (N, V).
+        loss_fn (Callable): as for :func:`chunked_distill_loss`. Defaults to
+            :func:`loca_kd_loss`.
+        chunk_size (int): rows projected at a time (student and teacher
+            logits of this many rows). Defaults to 1024.
+        ignore_index (int, optional): label of rows left out of the mean.
+        student_bias (Tensor, optional): student output bias (V,).
+        teacher_bias (Tensor, optional): teacher output bias (V,).
+        block_size (int): rows per call of the loss within a chunk (its
+            temporaries). Defaults to 128.
+        check_labels (bool): refuse labels outside [0, V), once.
+        **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).
+
+    Returns:
+        DistillLoss: the loss and, per row (N,), ``s`` (1 on ignored rows),
+        the calibrated mask and the mask of kept rows.
+    """
+    _check_size('chunk_size', chunk_size)
+    _check_size('block_size', block_size)
+    _refuse_transforms('fused_linear_distill_loss', student_hidden,
+                       student_weight, student_bias)
+    _check_projection('student', student_hidden, student_weight, student_bias)
+    _check_projection('teacher', teacher_hidden, teacher_weight, teacher_bias)
+    if student_weight.shape[0] != teacher_weight.shape[0]:
+        raise ValueError(
+            f'student and teacher predict {student_weight.shape[0]} and '
+            f'{teacher_weight.shape[0]} classes: they must share one '
+            'vocabulary')
+    num_rows, num_classes = student_hidden.shape[0], student_weight.shape[0]
+    if teacher_hidden.shape[0] != num_rows:
+        raise ValueError(
+            f'student hidden states {tuple(student_hidden.shape)} and teacher '
+            f'hidden states {tuple(teacher_hidden.shape)} must have the same '
+            'number of rows')
+    # The label checks on the logits' shape alone: a meta tensor holds no
+    # memory.
+    labels, valid, chunk_loss = _chunk_args(
+        torch.empty(num_rows, num_classes, device='meta'), target,
+        ignore_index, check_labels, loss_fn, loss_kwargs)
+    kept = valid.nonzero().squeeze(-1)
+    all_kept = kept.numel() == num_rows
+    if not all_kept:
+        student_hidden = student_hidden.index_select(0, kept)
+        teacher_hidden = teacher_hidden.index_select(0, kept)
+        labels = labels.index_select(0, kept)
+    loss, scale, calibrated = _FusedLinearLoss.apply(
+        student_hidden, student_weight, student_bias, teacher_hidden.detach(),
+        teacher_weight.detach(),
+        None if teacher_bias is None else teacher_bias.detach(), labels,
+        chunk_loss, chunk_size, min(block_size, chunk_size))
+    if not all_kept:
+        scale = scale.new_ones(num_rows).index_copy_(0, kept, scale)
+        calibrated = calibrated.new_zeros(num_rows).index_copy_(
+            0, kept, calibrated)
     return DistillLoss(loss, scale, calibrated, valid)

@@ -211,7 +211,7 @@ def next_token_labels(labels: Tensor,
 
 
 def _ce_plus_distill(preds_S: Tensor, preds_T: Tensor, target: Tensor, *,
-                     ignore_index: int, check_range: bool,
+                     ignore_index: int, check_labels: bool,
                      distill_fn: Callable[..., LF.DistillLoss],
                      ce_weight: float, kd_weight: float) -> LF.DistillLoss:
     """``ce_weight * CE + kd_weight * distill`` for one chunk of tokens."""
@@ -220,7 +220,7 @@ def _ce_plus_distill(preds_S: Tensor, preds_T: Tensor, target: Tensor, *,
         preds_T,
         target,
         ignore_index=ignore_index,
-        check_range=check_range)
+        check_labels=check_labels)
     loss = kd_weight * result.loss
     if ce_weight:
         ce_sum = F.cross_entropy(

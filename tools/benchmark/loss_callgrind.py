@@ -27,10 +27,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List
 
-DEFAULT_LOSSES = [
-    'mdistiller kd_loss', 'LoCa', "LoCaLoss(calibrate='none')",
-    'mdistiller dkd_loss', 'DKD+LoCa'
-]
+DEFAULT_LOSSES = ['mdistiller kd_loss', 'LoCa', 'mdistiller dkd_loss',
+                  'DKD+LoCa']
 # callgrind's summary lines (on stderr) and the names they are reported by.
 COUNTERS = {
     'I   refs': 'instructions',

@@ -49,7 +49,8 @@ class LoCaLossHook(Hook):
       and every visualizer backend.
     * **The loop.** Before training it tells the losses whether the train
       loop counts epochs, so that ``DKDLoCaLoss(warmup_epochs=...)`` can
-      refuse an iteration-based loop.
+      refuse an iteration-based loop; before each iteration it gives them
+      the epoch and iteration (their warm-up).
 
     loca_mm's distillation configs add it (``custom_hooks`` in
     ``configs/_base_/distill/logits_distiller.py``). Without it,
@@ -76,6 +77,13 @@ class LoCaLossHook(Hook):
         for module in runner.model.modules():
             if isinstance(module, StrictSingleTeacherDistill):
                 module.defer_calibration_stats()
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        # The warm-ups read the progress from the loss, not from a look-up
+        # inside forward (which a compiled forward cannot make).
+        for loss in self._losses:
+            loss.set_training_progress(runner.epoch, runner.iter)
 
     def after_train_iter(self,
                          runner,

@@ -1,45 +1,37 @@
-"""What the LoCa losses share: argument checks, the calibration statistics
-kept on the device, the weight."""
+"""What the registered LoCa losses share: argument checks, the calibration
+statistics, the weight."""
 import warnings
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from loca_mm.functional import (CALIBRATION_MODES, DistillLoss,
-                                calibration_counts, calibration_counts_of)
+                                calibration_counts)
 from .validation import check_choice, check_flag, check_integer, check_real
-
-# Eager training calls keep their per-sample details (a few (M,) tensors
-# each) and sum them in one reduction, when the totals are taken or after
-# this many calls: summing each call's counts as it comes would cost several
-# operator calls per training step, a measurable share of a loss call at
-# small batches.
-PENDING_CALLS = 64
 
 
 class BaseCalibratedLoss(nn.Module):
-    """Base of the registered LoCa losses (thin adapters of the functional
-    core).
+    """Base of the registered LoCa losses (thin adapters of
+    :mod:`loca_mm.functional`).
 
     In training mode (with ``log_stats`` and calibration on) every call adds
-    its :func:`loca_mm.functional.calibration_counts` to the float32 tensor
-    ``calibration_totals`` on the loss's device (an attribute, not a buffer:
-    no checkpoint and no DDP buffer broadcast touches it); nothing is read
-    back to the host. In eager mode the additions are batched (at most
-    :data:`PENDING_CALLS` calls wait); compiled, each call adds in its
-    graph. :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals
-    when mmengine logs and publishes ``train/loca_ratio`` and
-    ``train/loca_scale``; outside mmengine, :meth:`take_calibration_totals`
-    returns them for :func:`loca_mm.functional.calibration_summary`.
+    its :func:`loca_mm.functional.calibration_counts` to
+    ``calibration_totals``, a float32 (3,) tensor on the loss's device (an
+    attribute, not a buffer: neither checkpoints nor DDP's buffer broadcast
+    touch it); nothing is read back to the host.
+    :class:`loca_mm.engine.hooks.LoCaLossHook` takes the totals when
+    mmengine logs and publishes ``train/loca_ratio`` and
+    ``train/loca_scale``; elsewhere, :meth:`take_calibration_totals` returns
+    them for :func:`loca_mm.functional.calibration_summary`.
 
     Args:
         tau (float): temperature, > 0.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
         loss_weight (float): weight of the loss, >= 0.
         ignore_index (int, optional): label left out of the batch mean.
-        check_labels (bool): check that labels lie in [0, C).
-        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` during
+        check_labels (bool): refuse labels outside [0, C).
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
             training.
     """
 
@@ -57,25 +49,10 @@ class BaseCalibratedLoss(nn.Module):
             owner, 'ignore_index', ignore_index, optional=True)
         self.check_labels = check_flag(owner, 'check_labels', check_labels)
         self.log_stats = check_flag(owner, 'log_stats', log_stats)
-        # Statistics of a logging window, not state of the model: a plain
-        # attribute, not a buffer, so neither checkpoints nor DDP see it
-        # (a DDP wrapper with broadcast_buffers=True would overwrite every
-        # process's counts with rank 0's before each forward). _apply moves
-        # it with the module.
         self.calibration_totals = torch.zeros(3)
-        # (scale, calibrated, valid) of the eager calls not yet summed.
-        self._pending: List[Tuple[Tensor, Tensor, Tensor]] = []
         # Set by LoCaLossHook before training (see attach_runner).
         self.stats_collected = False
         self.train_loop_by_epoch: Optional[bool] = None
-
-    def _apply(self, fn, recurse: bool = True):
-        # Follow the module's device (.to(), .cuda()); stay float32 and
-        # keep the counts (a .half() cast would round them).
-        self._sum_pending()
-        device = fn(self.calibration_totals[:0]).device
-        self.calibration_totals = self.calibration_totals.to(device)
-        return super()._apply(fn, recurse)
 
     @property
     def collects_stats(self) -> bool:
@@ -94,55 +71,40 @@ class BaseCalibratedLoss(nn.Module):
         self.train_loop_by_epoch = train_loop_by_epoch
         self.calibration_totals = torch.zeros(
             3, device=self.calibration_totals.device)
-        self._pending.clear()
+
+    def set_training_progress(self, epoch: int, iteration: int) -> None:
+        """Called by ``LoCaLossHook`` before each training iteration with
+        the 0-based epoch and iteration; losses with a warm-up use them."""
 
     def take_calibration_totals(self) -> Tensor:
         """The calibration counts summed since the last call, on the loss's
-        device, without reading them back; the sums restart from zero.
+        device, without a host read; the sums restart from zero.
 
         Returns:
             Tensor: float32 (3,): valid samples, calibrated samples, sum of
             ``s`` over the calibrated ones.
         """
-        self._sum_pending()
-        # In place: a compiled caller keeps seeing the same tensor.
-        totals = self.calibration_totals.clone()
-        self.calibration_totals.zero_()
+        totals = self.calibration_totals
+        self.calibration_totals = torch.zeros_like(totals)
         return totals
 
-    def weighted(self, result: DistillLoss, factor: float = 1.0) -> Tensor:
+    def weighted(self, result: DistillLoss, factor=1.0) -> Tensor:
         """Accumulate the calibration statistics and weight the loss.
 
         Args:
             result (DistillLoss): output of a functional loss.
-            factor (float): a further weight (DKD's warm-up).
+            factor (float | Tensor): a further weight (DKD's warm-up).
 
         Returns:
             Tensor: ``factor * loss_weight * result.loss``.
         """
         if self.training and self.collects_stats:
-            if torch.compiler.is_compiling():
-                self.calibration_totals.add_(calibration_counts(result))
-            else:
-                if not self.stats_collected:
-                    self._warn_uncollected()
-                # Not the result itself: its loss may hold the graph. The
-                # scale of the fused losses holds no graph either.
-                self._pending.append(
-                    (result.scale, result.calibrated, result.valid))
-                if len(self._pending) >= PENDING_CALLS:
-                    self._sum_pending()
-        weight = factor * self.loss_weight
-        # Multiplying by 1 changes nothing but adds an autograd node, a
-        # measurable share of the loss's time at small N x C.
-        return result.loss if weight == 1.0 else weight * result.loss
-
-    def _sum_pending(self) -> None:
-        """Add the counts of the pending calls to ``calibration_totals``."""
-        if self._pending:
-            details = [torch.cat(parts) for parts in zip(*self._pending)]
-            self._pending.clear()
-            self.calibration_totals.add_(calibration_counts_of(*details))
+            if not (self.stats_collected or torch.compiler.is_compiling()):
+                self._warn_uncollected()
+            counts = calibration_counts(result)
+            self.calibration_totals = self.calibration_totals.to(
+                counts.device) + counts
+        return factor * self.loss_weight * result.loss
 
     def _warn_uncollected(self) -> None:
         self.stats_collected = True  # once

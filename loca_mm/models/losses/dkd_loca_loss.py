@@ -1,54 +1,32 @@
 """Decoupled KD on a LoCa-calibrated teacher."""
-import warnings
-from typing import Optional
+from typing import Optional, Union
 
-from mmengine.logging import MessageHub
+import torch
 from torch import Tensor
 
-from loca_mm import functional as LF
+from loca_mm.functional import dkd_loss
 from mmrazor.registry import MODELS
 from .base_calibrated_loss import BaseCalibratedLoss
 from .validation import check_integer, check_real
 
-
-def _renamed_dkd_args(old: dict) -> dict:
-    """Map the argument names of loca_mm < 0.2 onto today's.
-
-    Before, ``alpha`` was DKD's TCKD weight, ``beta`` its NCKD weight and
-    ``loca_alpha`` LoCa's alpha. A call that names ``beta`` or ``loca_alpha``
-    uses the old names throughout, its ``alpha`` included.
-    """
-    names = {'alpha': 'tckd_weight', 'beta': 'nckd_weight',
-             'loca_alpha': 'alpha'}
-    renamed = {names[k]: v for k, v in old.items()}
-    warnings.warn(
-        'DKDLoCaLoss: ' + ', '.join(f'{k}={v!r}' for k, v in old.items()) +
-        ' use the old argument names; write ' +
-        ', '.join(f'{k}={v!r}' for k, v in renamed.items()) +
-        " (alpha is LoCa's alpha in every loca_mm loss, DKD's weights are "
-        'tckd_weight and nckd_weight)', FutureWarning, stacklevel=3)
-    return renamed
+# The argument names of loca_mm 0.1 and what they are called now. With
+# them, alpha was DKD's TCKD weight, so reading them would move weights.
+RENAMED = {'beta': 'nckd_weight', 'loca_alpha': 'alpha'}
 
 
 @MODELS.register_module()
 class DKDLoCaLoss(BaseCalibratedLoss):
-    """DKD (Zhao et al., CVPR 2022) whose teacher is calibrated by LoCa.
+    """DKD (Zhao et al., CVPR 2022) whose teacher is calibrated by LoCa:
+    ``loss_weight * warmup * tau**2 * mean(tckd_weight * TCKD +
+    nckd_weight * NCKD)`` (:func:`loca_mm.functional.dkd_loss`). Only TCKD
+    sees the calibration (LoCa keeps the non-target ratios).
 
-    ``loss = loss_weight * warmup * tau**2 * mean(tckd_weight * TCKD +
-    nckd_weight * NCKD)`` (DKD's alpha and beta are its two weights). LoCa
-    scales all non-target probabilities by one factor, so the teacher's
-    distribution over non-target classes, and with it NCKD, is the same as
-    without calibration: only TCKD (target vs. non-target) sees the
-    calibrated ``q_y``.
-
-    ``calibrate='none'`` is a correct plain DKD: averaged over the batch (so
-    duplicating a batch leaves the loss unchanged, unlike mmrazor 1.0.0's
-    ``DKDLoss``, which sums), with the teacher detached.
+    ``calibrate='none'`` is plain DKD, averaged over the batch (unlike
+    mmrazor 1.0.0's ``DKDLoss``, which sums), with the teacher detached.
 
     Args:
         tau (float): temperature. Defaults to 4.0.
-        alpha (float, optional): LoCa's alpha in (0, 1), as in ``LoCaLoss``.
-            Defaults to 0.9.
+        alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
         tckd_weight (float): TCKD weight (DKD's alpha), >= 0.
             Defaults to 1.0.
         nckd_weight (float): NCKD weight (DKD's beta), >= 0.
@@ -56,31 +34,27 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
             Defaults to ``'wrong'``.
         warmup_epochs (int): the whole term ramps linearly over this many
-            epochs: epoch ``e`` (counted from 1) gets ``min(e / warmup, 1)``,
-            read from mmengine's MessageHub. Needs an epoch-based train loop
-            (``IterBasedTrainLoop`` keeps epoch 0 there, so training stops
-            at the first step; use ``warmup_iters``), known through
-            ``LoCaLossHook``. 0 disables it. Defaults to 0.
-        warmup_iters (int): the same ramp over iterations: iteration ``i``
-            (counted from 1) gets ``min(i / warmup, 1)``; works with any
-            mmengine train loop. At most one of the two warm-ups may be set.
-            Defaults to 0.
+            epochs: epoch ``e`` (from 1) gets ``min(e / warmup_epochs, 1)``.
+            Needs an epoch-based train loop. 0 disables it. Defaults to 0.
+        warmup_iters (int): the same over iterations, for any train loop.
+            At most one of the two may be set. Defaults to 0.
         loss_weight (float): weight of the loss, >= 0. Defaults to 1.0.
         ignore_index (int, optional): label left out of the batch mean.
         check_labels (bool): refuse labels outside [0, C). Defaults to True.
-        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` during
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
             training (see :class:`BaseCalibratedLoss`). Defaults to True.
-        **renamed: ``beta`` and ``loca_alpha``, the names before loca_mm 0.2
-            (with them, ``alpha`` is the TCKD weight); a FutureWarning
-            says what to write instead.
 
-    Every argument is checked at construction: a wrong type is a
-    TypeError, a value out of range a ValueError, each naming the argument.
+    The warm-up learns the training progress from
+    :meth:`set_training_progress`, which ``LoCaLossHook`` calls before each
+    iteration (outside mmengine, call it yourself): ``forward`` looks
+    nothing up, so it compiles as one graph. Every argument is checked at
+    construction (a TypeError or ValueError naming it); the names of
+    loca_mm 0.1 (``beta``, ``loca_alpha``) are refused naming today's.
     """
 
     def __init__(self,
                  tau: float = 4.0,
-                 alpha: Optional[float] = None,
+                 alpha: float = 0.9,
                  tckd_weight: float = 1.0,
                  nckd_weight: float = 8.0,
                  calibrate: str = 'wrong',
@@ -90,31 +64,24 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
                  log_stats: bool = True,
-                 **renamed) -> None:
-        unknown = set(renamed) - {'beta', 'loca_alpha'}
-        if unknown:
-            raise TypeError('DKDLoCaLoss got unexpected arguments '
-                            f'{sorted(unknown)}')
-        alpha_hint = ''
-        if renamed:
-            old = renamed if alpha is None else {'alpha': alpha, **renamed}
-            new = _renamed_dkd_args(old)
-            alpha = new.get('alpha')
-            tckd_weight = new.get('tckd_weight', tckd_weight)
-            nckd_weight = new.get('nckd_weight', nckd_weight)
-        elif alpha is not None:
-            alpha_hint = ("; it is LoCa's alpha, DKD's TCKD weight (called "
-                          'alpha before loca_mm 0.2) is tckd_weight')
+                 **unknown) -> None:
+        for name in unknown:
+            if name in RENAMED:
+                raise TypeError(
+                    f'DKDLoCaLoss: {name} is the name of loca_mm 0.1; it is '
+                    f'{RENAMED[name]} now (alpha is LoCa\'s alpha, DKD\'s '
+                    'weights are tckd_weight and nckd_weight)')
+            raise TypeError(f'DKDLoCaLoss got an unexpected argument {name!r}')
         super().__init__(tau, calibrate, loss_weight, ignore_index,
                          check_labels, log_stats)
         owner = 'DKDLoCaLoss'
         self.alpha = check_real(
             owner,
             'alpha',
-            0.9 if alpha is None else alpha,
+            alpha,
             greater_than=0.0,
             less_than=1.0,
-            hint=alpha_hint)
+            hint="; it is LoCa's alpha, DKD's TCKD weight is tckd_weight")
         self.tckd_weight = check_real(
             owner, 'tckd_weight', tckd_weight, at_least=0.0)
         self.nckd_weight = check_real(
@@ -127,15 +94,27 @@ class DKDLoCaLoss(BaseCalibratedLoss):
             raise ValueError(
                 f'DKDLoCaLoss: warmup_epochs={warmup_epochs!r} and '
                 f'warmup_iters={warmup_iters!r}: set at most one of them')
+        # The 0-based epoch or iteration of the warm-up, as a tensor updated
+        # in place: a compiled forward reads it without a recompilation.
+        # The same on every process, so DDP's broadcast may copy it; not in
+        # checkpoints.
+        self.register_buffer(
+            'warmup_position', torch.zeros(()), persistent=False)
+        self.progress_known = False
 
-    def warmup_factor(self) -> float:
+    def set_training_progress(self, epoch: int, iteration: int) -> None:
+        """Set the 0-based epoch and iteration being trained (the warm-up's
+        position); ``LoCaLossHook`` calls it before each iteration."""
+        self.warmup_position.fill_(epoch if self.warmup_epochs else iteration)
+        self.progress_known = True
+
+    def warmup_factor(self) -> Union[float, Tensor]:
         """The warm-up weight of the current epoch or iteration (1.0
         without warm-up)."""
-        if self.warmup_iters:
-            return min((self._progress('iter') + 1) / self.warmup_iters, 1.0)
-        if not self.warmup_epochs:
+        length = self.warmup_epochs or self.warmup_iters
+        if not length:
             return 1.0
-        if self.train_loop_by_epoch is not True:
+        if self.warmup_epochs and self.train_loop_by_epoch is not True:
             loop = ('an iteration-based train loop, where mmengine keeps '
                     'epoch 0 (the DKD term would stay weighted '
                     f'1/{self.warmup_epochs} for good)'
@@ -146,44 +125,23 @@ class DKDLoCaLoss(BaseCalibratedLoss):
             raise RuntimeError(
                 f'DKDLoCaLoss(warmup_epochs={self.warmup_epochs}) trains '
                 f'under {loop}: use warmup_iters, or an EpochBasedTrainLoop')
-        # MessageHub holds the 0-based epoch being trained.
-        return min((self._progress('epoch') + 1) / self.warmup_epochs, 1.0)
-
-    @staticmethod
-    def _progress(unit: str) -> int:
-        """The 0-based epoch or iteration the Runner is training."""
-        value = MessageHub.get_current_instance().get_info(unit)
-        if value is None:
+        if not self.progress_known:
             raise RuntimeError(
-                f"DKDLoCaLoss's warm-up reads the current {unit} from "
-                f"mmengine's MessageHub, but no '{unit}' is set there: train "
-                'with an mmengine Runner, or set warmup_epochs=0 and '
-                'warmup_iters=0')
-        return value
+                'DKDLoCaLoss: the warm-up needs the training progress, which '
+                "no one set: add custom_hooks=[dict(type='LoCaLossHook')] to "
+                'the config, or call set_training_progress(epoch, '
+                'iteration) before each iteration; or set warmup_epochs=0 '
+                'and warmup_iters=0')
+        return ((self.warmup_position + 1) / length).clamp(max=1.0)
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            preds_S (Tensor): student logits (..., C).
-            preds_T (Tensor): teacher logits (..., C); detached inside.
-            gt_labels (Tensor): labels (...) or soft labels (..., C).
-
-        Returns:
-            Tensor: the weighted scalar loss.
-        """
-        result = LF.dkd_loss(
-            preds_S,
-            preds_T,
-            gt_labels,
-            tau=self.tau,
-            alpha=self.alpha,
-            calibrate=self.calibrate,
-            tckd_weight=self.tckd_weight,
-            nckd_weight=self.nckd_weight,
-            ignore_index=self.ignore_index,
-            check_range=self.check_labels)
+        """The weighted loss of student logits (..., C), teacher logits
+        (..., C) and labels (...) or soft labels (..., C)."""
+        result = dkd_loss(
+            preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
+            tckd_weight=self.tckd_weight, nckd_weight=self.nckd_weight,
+            ignore_index=self.ignore_index, check_labels=self.check_labels)
         return self.weighted(result, self.warmup_factor())
 
     def extra_repr(self) -> str:

@@ -43,8 +43,10 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
     weights use ``t = 1``).
 
     The inner loss's forward gets the student logits and the calibrated
-    teacher logits as its first two arguments, and ``gt_labels`` /
-    ``data_samples`` if it names them. Its ``loss_weight`` weights the
+    teacher logits (N, C) as its first two arguments, and ``gt_labels`` /
+    ``data_samples`` if it names them. ``gt_labels`` are integer labels
+    (N,): soft (Mixup/CutMix) labels are reduced to their argmax, as LoCa
+    reads them. Its ``loss_weight`` weights the
     result; the wrapper adds none. ``loca_ratio``/``loca_scale`` are logged
     as by the other LoCa losses.
 
@@ -56,10 +58,11 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
         alpha (float): LoCa's alpha in (0, 1). Defaults to 0.9.
         calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'`` (the inner
             loss unchanged). Defaults to ``'wrong'``.
-        ignore_index (int, optional): label of samples left uncalibrated
-            (the inner loss still sees them, with the plain teacher).
-        check_labels (bool): raise on labels outside [0, C) (one device
-            synchronisation per call on GPU). Defaults to True.
+        ignore_index (int, optional): label of samples left out: the inner
+            loss gets the other rows only (student, calibrated teacher and
+            labels). Not with an inner loss that takes ``data_samples``.
+        check_labels (bool): refuse labels outside [0, C) (see
+            :func:`loca_mm.functional.prepare_targets`). Defaults to True.
         log_stats (bool): log ``loca_ratio``/``loca_scale`` during training.
             Defaults to True.
     """
@@ -106,6 +109,11 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
         self.alpha = alpha
         self.loss = inner
         self.passed_on = self._passed_on_args(inner, loss['type'])
+        if ignore_index is not None and 'data_samples' in self.passed_on:
+            raise ValueError(
+                f"LoCaCalibratedLoss: {loss['type']} takes data_samples, "
+                'which cannot follow the rows that ignore_index leaves out; '
+                'drop ignore_index or use another inner loss')
 
     @staticmethod
     def _passed_on_args(inner, name) -> tuple:
@@ -145,6 +153,9 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
         Returns:
             Tensor: the inner loss.
         """
+        labels, valid = LF.prepare_targets(preds_T, gt_labels,
+                                           self.ignore_index,
+                                           self.check_labels)
         teacher = LF.loca_calibrated_logits(
             preds_T,
             gt_labels,
@@ -152,14 +163,18 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
             self.alpha,
             self.calibrate,
             self.ignore_index,
-            check_range=self.check_labels)
-        given = dict(gt_labels=gt_labels, data_samples=data_samples)
+            check_labels=False)
+        teacher_logits = teacher.logits
+        if self.ignore_index is not None:
+            preds_S, teacher_logits, labels = (
+                preds_S[valid], teacher_logits[valid], labels[valid])
+        given = dict(gt_labels=labels, data_samples=data_samples)
         extra = {name: given[name] for name in self.passed_on}
         if extra.get('data_samples', ()) is None:
             raise ValueError(
                 f'LoCaCalibratedLoss: {type(self.loss).__name__} takes '
                 'data_samples; map them in loss_forward_mappings')
-        loss = self.loss(preds_S, teacher.logits, **extra)
+        loss = self.loss(preds_S, teacher_logits, **extra)
         return self.weighted(
             LF.DistillLoss(loss, teacher.scale, teacher.calibrated,
                            teacher.valid))

@@ -1,9 +1,9 @@
-"""LoCa-calibrated logit distillation (KD towards a calibrated teacher)."""
+"""KD towards a LoCa-calibrated teacher."""
 from typing import Optional
 
 from torch import Tensor
 
-from loca_mm import functional as LF
+from loca_mm.functional import loca_kd_loss
 from mmrazor.registry import MODELS
 from .base_calibrated_loss import BaseCalibratedLoss
 from .validation import check_real
@@ -11,35 +11,26 @@ from .validation import check_real
 
 @MODELS.register_module()
 class LoCaLoss(BaseCalibratedLoss):
-    """KD whose teacher distribution is calibrated by LoCa.
-
-    Returns ``loss_weight * tau**2 * mean KL(q || softmax(preds_S / tau))``
-    where ``q`` is :func:`loca_mm.functional.loca_calibrate` applied to the
-    detached ``softmax(preds_T / tau)``. ``calibrate='none'`` is plain KD, so
-    one module gives the method, the baseline and the ablation.
-
-    Soft labels (Mixup/CutMix) are reduced to their argmax class; logits of
-    any shape (..., C) are accepted (token-level use); float16/bfloat16
-    logits are computed in float32.
+    """KD whose teacher distribution is calibrated by LoCa:
+    ``loss_weight * tau**2 * mean KL(q || p_s)``
+    (:func:`loca_mm.functional.loca_kd_loss`); ``calibrate='none'`` is plain
+    KD, so one module gives the method, the baseline and the ablation.
 
     Args:
         tau (float): temperature. Defaults to 4.0.
-        alpha (float): LoCa's alpha in (0, 1); the label leads the best
+        alpha (float): LoCa's alpha in (0, 1): the label leads the best
             non-target class by ``1 - alpha`` after calibration.
             Defaults to 0.9.
         loss_weight (float): weight of the loss. Defaults to 1.0.
-        calibrate (str): ``'wrong'`` (samples the teacher gets wrong),
-            ``'margin'`` (every sample, ``s = min(alpha * sigma, 1)``) or
-            ``'none'``. Defaults to ``'wrong'``.
+        calibrate (str): ``'wrong'``, ``'margin'`` or ``'none'``.
+            Defaults to ``'wrong'``.
         ignore_index (int, optional): label left out of the batch mean.
-        check_labels (bool): refuse labels outside [0, C) (see
-            :func:`loca_mm.functional.prepare_targets`). Defaults to True.
-        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` on the
-            device during training, for ``LoCaLossHook`` to log (see
-            :class:`BaseCalibratedLoss`). Defaults to True.
+        check_labels (bool): refuse labels outside [0, C). Defaults to True.
+        log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
+            training (see :class:`BaseCalibratedLoss`). Defaults to True.
 
-    Every argument is checked at construction: a wrong type is a
-    TypeError, a value out of range a ValueError, each naming the argument.
+    Every argument is checked at construction (a TypeError or ValueError
+    naming it).
     """
 
     def __init__(self,
@@ -57,25 +48,11 @@ class LoCaLoss(BaseCalibratedLoss):
 
     def forward(self, preds_S: Tensor, preds_T: Tensor,
                 gt_labels: Tensor) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            preds_S (Tensor): student logits (..., C).
-            preds_T (Tensor): teacher logits (..., C); detached inside.
-            gt_labels (Tensor): labels (...) or soft labels (..., C).
-
-        Returns:
-            Tensor: the weighted scalar loss.
-        """
-        result = LF.loca_kd_loss(
-            preds_S,
-            preds_T,
-            gt_labels,
-            tau=self.tau,
-            alpha=self.alpha,
-            calibrate=self.calibrate,
-            ignore_index=self.ignore_index,
-            check_range=self.check_labels)
+        """The weighted loss of student logits (..., C), teacher logits
+        (..., C) and labels (...) or soft labels (..., C)."""
+        result = loca_kd_loss(
+            preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
+            ignore_index=self.ignore_index, check_labels=self.check_labels)
         return self.weighted(result)
 
     def extra_repr(self) -> str:
