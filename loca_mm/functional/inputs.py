@@ -126,7 +126,7 @@ def kl_rows(log_a: Tensor, log_b: Tensor) -> Tensor:
     ``a > 0`` gives ``inf``.
     """
     a = log_a.exp()
-    return (a * (log_a - log_b).masked_fill_(a == 0, 0.0)).sum(-1)
+    return torch.where(a == 0, 0.0, a * (log_a - log_b)).sum(-1)
 
 
 def batch_mean(per_sample: Tensor, valid: Tensor, tau: float) -> Tensor:
