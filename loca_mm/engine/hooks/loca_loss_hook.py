@@ -6,7 +6,6 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
-from loca_mm.models.algorithms import StrictSingleTeacherDistill
 from loca_mm.models.algorithms.calibration_stats import (
     calibrated_losses, publish_calibration_stats, take_calibration_totals)
 from loca_mm.models.losses.base_calibrated_loss import BaseCalibratedLoss
@@ -74,8 +73,10 @@ class LoCaLossHook(Hook):
         self._logger = next(
             (hook for hook in runner.hooks if isinstance(hook, LoggerHook)),
             None)
+        # An algorithm that publishes the statistics itself when no hook
+        # does (StrictSingleTeacherDistill) leaves them to this hook.
         for module in runner.model.modules():
-            if isinstance(module, StrictSingleTeacherDistill):
+            if hasattr(module, 'defer_calibration_stats'):
                 module.defer_calibration_stats()
 
     def before_train_iter(self, runner, batch_idx: int,
