@@ -327,3 +327,36 @@ def test_config_builds_a_standardizing_loss(key):
                                  settings['nckd_weight'], alpha, calibrate)
     assert loss(student, teacher, labels).item() == pytest.approx(
         expected, rel=1e-9)
+
+
+LS_COLLECTIONS = {'kdls': 'KD+LS', 'locals': 'LoCa+LS', 'dkdls': 'DKD+LS',
+                  'dkdlocals': 'DKD+LoCa+LS'}
+
+
+def test_metafile_and_readme_describe_the_cifar100_configs():
+    from tools.analysis_tools.metafile import load_models
+    entries = {
+        e['Name']: e
+        for e in load_models(str(DISTILL_DIR / 'metafile.yml'))
+    }
+    readme = (DISTILL_DIR / 'README.md').read_text()
+    for method, collection in LS_COLLECTIONS.items():
+        path = DISTILL_DIR / f'{method}_{CIFAR}'
+        entry = entries[path.stem]
+        assert entry['In Collection'] == collection
+        facts = entry['Metadata']
+        cfg = Config.fromfile(str(path))
+        assert facts['Learning Rate'] == cfg.optim_wrapper.optimizer.lr
+        assert facts['Teacher Checkpoint'] == cfg.model.teacher_ckpt
+        assert facts.get('NCKD Weight') == \
+            cfg.model.distiller.distill_losses.loss_distill.get('nckd_weight')
+        published = facts['Published Top 1 Accuracy'].get('Distilled')
+        row, = [line for line in readme.splitlines()
+                if line.startswith(f'| {collection} |')]
+        assert f'[{method}](./{path.name})' in row
+        assert row.endswith('| not trained yet |')
+        assert 'Results' not in entry
+        if published is None:
+            assert '| none |' in row
+        else:
+            assert f'| {published:.2f} (' in row
