@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import loca_mm  # noqa: F401  (registers the losses)
 from loca_mm import functional as LF
@@ -20,6 +21,15 @@ from _cifar100_utils import DISTILL_DIR
 from _reference_losses import dkd_reference, loca_kd_reference
 
 NUM_CLASSES = 10
+
+
+@pytest.fixture(autouse=True)
+def mmrazor_scope():
+    # LoCaCalibratedLoss builds its inner loss, and the configs name their
+    # losses, in mmrazor's registry, the scope a distillation Runner sets;
+    # another test of the same process may have left a different one.
+    with DefaultScope.overwrite_default_scope('mmrazor'):
+        yield
 
 
 def zscore(logits):
