@@ -23,6 +23,9 @@ from _support import quiet_runner_reports
 
 # DIST and DIST+LoCa exist for one pair; tests/test_dist_configs.py has them.
 DIST_CONFIGS = set(DISTILL_DIR.glob('dist*_logits_*.py'))
+# So do the Logit Standardization methods (tests/test_logit_standardization
+# .py checks their settings; they train below with the others).
+LS_CONFIGS = set(DISTILL_DIR.glob('*ls_logits_*.py'))
 CONFIGS = sorted({*DISTILL_DIR.glob('*.py'), *VANILLA_DIR.glob('*.py')} -
                  DIST_CONFIGS)
 METAFILE = DISTILL_DIR / 'metafile.yml'
@@ -104,7 +107,8 @@ def test_every_pair_and_method_has_exactly_one_config():
         pair_config(method, *pair)
         for pair in PAIRS for method in METHODS.values()
     }
-    assert set(DISTILL_DIR.glob('*.py')) - DIST_CONFIGS == expected
+    assert set(DISTILL_DIR.glob('*.py')) - DIST_CONFIGS - LS_CONFIGS == \
+        expected
     models = {model for pair in PAIRS for model in pair}
     assert {p.name for p in VANILLA_DIR.glob('*.py')} == {
         f'{experiment_name(m)}_1xb64_cifar100.py'
@@ -230,7 +234,7 @@ def test_config_trains_two_iterations_and_validates(config, tiny_cifar100,
     assert 0 <= scalar(hub, 'val/teacher/accuracy/top1') <= 100
     # Only the LoCa methods calibrate; a random teacher is almost always
     # wrong, so nearly every sample is calibrated.
-    if method in ('loca', 'dkdloca'):
+    if method in ('loca', 'dkdloca', 'locals', 'dkdlocals'):
         assert scalar(hub, 'train/loca_ratio') >= 0.5
     else:
         assert 'train/loca_ratio' not in hub.log_scalars

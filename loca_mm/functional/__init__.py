@@ -6,7 +6,9 @@ Hugging Face, Lightning, a hand-written one). The registered losses in
 :mod:`loca_mm.integrations.transformers` are thin adapters around it.
 
 * :mod:`.inputs`: input checks (:func:`prepare_targets`,
-  :func:`check_logits`).
+  :func:`check_logits`) and Logit Standardization
+  (:func:`standardize_logits`), which every loss applies with
+  ``standardize=True``.
 * :mod:`.calibration`: LoCa's rule, once (:func:`loca_rule`), and the
   calibrated teacher as probabilities (:func:`loca_calibrate`),
   log-probabilities (:func:`loca_log_probs`) and logits
@@ -24,7 +26,7 @@ from .calibration import (CALIBRATION_MODES, CalibratedLogits,
 from .chunked import chunked_distill_loss, fused_linear_distill_loss
 from .divergences import (DIVERGENCES, generalized_jsd_loss, reverse_kl_loss,
                           skew_kl_loss, skew_reverse_kl_loss)
-from .inputs import check_logits, prepare_targets
+from .inputs import check_logits, prepare_targets, standardize_logits
 from .losses import DistillLoss, dkd_loss, loca_kd_loss
 from .stats import calibration_counts, calibration_summary
 
@@ -35,5 +37,6 @@ __all__ = [
     'chunked_distill_loss', 'dkd_loss', 'fused_linear_distill_loss',
     'generalized_jsd_loss', 'loca_calibrate', 'loca_calibrated_logits',
     'loca_kd_loss', 'loca_log_probs', 'loca_rule', 'prepare_targets',
-    'reverse_kl_loss', 'skew_kl_loss', 'skew_reverse_kl_loss'
+    'reverse_kl_loss', 'skew_kl_loss', 'skew_reverse_kl_loss',
+    'standardize_logits'
 ]

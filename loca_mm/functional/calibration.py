@@ -29,7 +29,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .inputs import compute_dtype, log_softmax_rows, prepare_targets
+from .inputs import (check_standardize, compute_dtype, log_softmax_rows,
+                     prepare_targets)
 
 CALIBRATION_MODES = ('wrong', 'margin', 'none')
 
@@ -164,7 +165,8 @@ class CalibratedLogProbs(NamedTuple):
 def loca_log_probs(preds_T: Tensor, target: Tensor, tau: float = 4.0,
                    alpha: float = 0.9, calibrate: str = 'wrong', *,
                    ignore_index: Optional[int] = None,
-                   check_labels: bool = True) -> CalibratedLogProbs:
+                   check_labels: bool = True,
+                   standardize: bool = False) -> CalibratedLogProbs:
     """``log q`` of LoCa applied to ``softmax(preds_T / tau)``, detached:
     the calibrated teacher for any divergence.
 
@@ -177,14 +179,19 @@ def loca_log_probs(preds_T: Tensor, target: Tensor, tau: float = 4.0,
         ignore_index (int, optional): label of samples left uncalibrated.
         check_labels (bool): refuse labels outside [0, C) (see
             :func:`prepare_targets`).
+        standardize (bool): calibrate the teacher of the standardized
+            logits (:func:`standardize_logits`), ``softmax(std(preds_T) /
+            tau)``. Defaults to False.
 
     Returns:
         CalibratedLogProbs: ``log q`` and the per-sample details.
     """
     check_calibration_args(alpha, tau, calibrate)
+    check_standardize(standardize)
     labels, valid = prepare_targets(preds_T, target, ignore_index,
                                     check_labels)
-    log_p_t = log_softmax_rows(preds_T.detach(), tau, compute_dtype(preds_T))
+    log_p_t = log_softmax_rows(preds_T.detach(), tau, compute_dtype(preds_T),
+                               standardize)
     log_q, scale, calibrated = loca_rule(log_p_t, labels, alpha, calibrate,
                                          valid)
     return CalibratedLogProbs(
@@ -203,7 +210,8 @@ class CalibratedLogits(NamedTuple):
 def loca_calibrated_logits(preds_T: Tensor, target: Tensor, tau: float = 4.0,
                            alpha: float = 0.9, calibrate: str = 'wrong',
                            ignore_index: Optional[int] = None, *,
-                           check_labels: bool = True) -> CalibratedLogits:
+                           check_labels: bool = True,
+                           standardize: bool = False) -> CalibratedLogits:
     """Teacher logits whose softened distribution is LoCa's ``q``:
     ``softmax(z' / tau) == q``, so any loss that softens the teacher at
     ``tau`` sees the calibrated teacher. ``z' = tau * log q``, finite where
@@ -219,5 +227,6 @@ def loca_calibrated_logits(preds_T: Tensor, target: Tensor, tau: float = 4.0,
         alpha,
         calibrate,
         ignore_index=ignore_index,
-        check_labels=check_labels)
+        check_labels=check_labels,
+        standardize=standardize)
     return CalibratedLogits(tau * log_q, scale, calibrated, valid)

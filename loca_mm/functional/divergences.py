@@ -14,8 +14,10 @@ itself), with ``p_s`` the student at temperature ``tau``:
   here so that every loss is a divergence (0 where ``p_s = q``).
 
 Every loss takes ``(preds_S, preds_T, target, tau, alpha, calibrate, *,
-<its parameter>, ignore_index, check_labels)``, is ``tau**2`` times the mean
-over the samples that are not ignored, and returns :class:`DistillLoss`.
+<its parameter>, ignore_index, check_labels, standardize)``, is ``tau**2``
+times the mean over the samples that are not ignored, and returns
+:class:`DistillLoss`. ``standardize=True`` compares the distributions of the
+standardized logits (Logit Standardization, see :mod:`.losses`).
 """
 from __future__ import annotations
 
@@ -50,10 +52,11 @@ def _check_fraction(name: str, value: float, high_open: bool) -> None:
 def _divergence(rows: Callable[[Tensor, Tensor], Tensor], preds_S: Tensor,
                 preds_T: Tensor, target: Tensor, tau: float, alpha: float,
                 calibrate: str, ignore_index: Optional[int],
-                check_labels: bool) -> DistillLoss:
+                check_labels: bool, standardize: bool) -> DistillLoss:
     """``tau**2 * mean(rows(log_p_s, log_q))`` over the kept samples."""
     dist = student_and_teacher(preds_S, preds_T, target, tau, alpha,
-                               calibrate, ignore_index, check_labels)
+                               calibrate, ignore_index, check_labels,
+                               standardize)
     loss = batch_mean(rows(dist.log_p_s, dist.log_q), dist.valid, tau)
     return DistillLoss(loss, dist.scale, dist.calibrated, dist.valid)
 
@@ -62,18 +65,20 @@ def reverse_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                     tau: float = 1.0, alpha: float = 0.9,
                     calibrate: str = 'wrong', *,
                     ignore_index: Optional[int] = None,
-                    check_labels: bool = True) -> DistillLoss:
+                    check_labels: bool = True,
+                    standardize: bool = False) -> DistillLoss:
     """Reverse KL ``tau**2 * mean KL(p_s || q)`` (mode-seeking, as MiniLLM);
     the arguments as for :func:`loca_kd_loss` (``tau`` defaults to 1)."""
     return _divergence(kl_rows, preds_S, preds_T, target, tau, alpha,
-                       calibrate, ignore_index, check_labels)
+                       calibrate, ignore_index, check_labels, standardize)
 
 
 def generalized_jsd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                          tau: float = 1.0, alpha: float = 0.9,
                          calibrate: str = 'wrong', *, beta: float = 0.5,
                          ignore_index: Optional[int] = None,
-                         check_labels: bool = True) -> DistillLoss:
+                         check_labels: bool = True,
+                         standardize: bool = False) -> DistillLoss:
     """Generalized JSD of TRL's GKD trainer towards the LoCa teacher;
     ``beta`` in [0, 1] (TRL's default 0.5), the other arguments as for
     :func:`reverse_kl_loss`."""
@@ -89,7 +94,7 @@ def generalized_jsd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                 (1 - beta) * kl_rows(log_p_s, log_m))
 
     return _divergence(rows, preds_S, preds_T, target, tau, alpha, calibrate,
-                       ignore_index, check_labels)
+                       ignore_index, check_labels, standardize)
 
 
 def _skew_rows(skew: float, reverse: bool) -> Callable:
@@ -108,26 +113,28 @@ def skew_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                  tau: float = 1.0, alpha: float = 0.9,
                  calibrate: str = 'wrong', *, skew: float = 0.1,
                  ignore_index: Optional[int] = None,
-                 check_labels: bool = True) -> DistillLoss:
+                 check_labels: bool = True,
+                 standardize: bool = False) -> DistillLoss:
     """DistiLLM's skew KL ``KL(q || skew q + (1 - skew) p_s)``; ``skew`` in
     [0, 1) is the teacher's share (0: forward KL), the other arguments as
     for :func:`reverse_kl_loss`."""
     return _divergence(_skew_rows(skew, reverse=False), preds_S, preds_T,
                        target, tau, alpha, calibrate, ignore_index,
-                       check_labels)
+                       check_labels, standardize)
 
 
 def skew_reverse_kl_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                          tau: float = 1.0, alpha: float = 0.9,
                          calibrate: str = 'wrong', *, skew: float = 0.1,
                          ignore_index: Optional[int] = None,
-                         check_labels: bool = True) -> DistillLoss:
+                         check_labels: bool = True,
+                         standardize: bool = False) -> DistillLoss:
     """DistiLLM's skew reverse KL ``KL(p_s || (1 - skew) q + skew p_s)``;
     ``skew`` in [0, 1) is the student's share (0: reverse KL), the other
     arguments as for :func:`reverse_kl_loss`."""
     return _divergence(_skew_rows(skew, reverse=True), preds_S, preds_T,
                        target, tau, alpha, calibrate, ignore_index,
-                       check_labels)
+                       check_labels, standardize)
 
 
 #: The divergences by the names the trainer and ``tools/llm`` use.

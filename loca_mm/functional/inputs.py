@@ -111,10 +111,46 @@ def compute_dtype(*logits: Tensor) -> torch.dtype:
     return dtype
 
 
-def log_softmax_rows(preds: Tensor, tau: float,
-                     dtype: torch.dtype) -> Tensor:
-    """``log_softmax(preds / tau)`` as (M, C) rows of ``dtype``."""
+def check_standardize(standardize) -> None:
+    """Raise TypeError unless ``standardize`` is True or False."""
+    if not isinstance(standardize, bool):
+        raise TypeError('standardize must be True or False, got '
+                        f'{standardize!r}')
+
+
+def standardize_logits(logits: Tensor) -> Tensor:
+    """Logit Standardization (Sun et al., CVPR 2024) of logits (..., C):
+    ``(z - mean) / (std + 1e-7)`` per row, ``std`` the unbiased standard
+    deviation over the classes, in float32 (float64 for float64 logits).
+
+    The statistics are taken over the finite entries of each row only, so
+    a ``-inf`` column (a masked class) stays ``-inf`` and the other classes
+    get what the row without it would give; NaN and ``+inf`` stay as they
+    are (the loss shows NaN, as without standardization). A constant row
+    (one finite class included) maps to 0; its gradient there is the
+    formula's, 1e7 times the incoming one.
+    """
+    logits = logits.to(compute_dtype(logits))
+    finite = logits.isfinite()
+    count = finite.sum(-1, keepdim=True)
+    # Masked entries enter the sums as 0 and are put back by the last
+    # where: no inf meets an arithmetic step, so no NaN gradient either.
+    mean = torch.where(finite, logits, 0.0).sum(-1, True) / count.clamp_min(1)
+    centered = torch.where(finite, logits - mean, 0.0)
+    variance = centered.square().sum(-1, True) / (count - 1).clamp_min(1)
+    # The floor keeps sqrt's gradient finite on a constant row; it is far
+    # below the 1e-7 that the formula adds.
+    std = variance.clamp_min(1e-30).sqrt()
+    return torch.where(finite, centered / (std + 1e-7), logits)
+
+
+def log_softmax_rows(preds: Tensor, tau: float, dtype: torch.dtype,
+                     standardize: bool = False) -> Tensor:
+    """``log_softmax(preds / tau)`` as (M, C) rows of ``dtype``; with
+    ``standardize``, of :func:`standardize_logits` of ``preds``."""
     rows = preds.reshape(-1, preds.shape[-1]).to(dtype)
+    if standardize:
+        rows = standardize_logits(rows)
     return torch.log_softmax(rows if tau == 1.0 else rows / tau, dim=-1)
 
 

@@ -7,6 +7,11 @@ Notation: ``log_p_s = log_softmax(preds_S / tau)`` the student,
 teacher side is detached: only the student gets a gradient. Everything
 is in the log domain, so a one-hot teacher, ``-inf`` columns and ``p_t_y``
 near 1 stay finite, and autograd gives every order of derivatives.
+
+``standardize=True`` adds Logit Standardization (Sun et al., CVPR 2024) in
+front: both rows of logits go through :func:`standardize_logits` before the
+temperature, so LoCa calibrates the standardized teacher;
+``calibrate='none', standardize=True`` is their KD (or DKD) with LS.
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ import torch
 from torch import Tensor
 
 from .calibration import check_calibration_args, loca_rule
-from .inputs import (batch_mean, check_logits, compute_dtype, kl_rows,
-                     log_softmax_rows, prepare_targets)
+from .inputs import (batch_mean, check_logits, check_standardize,
+                     compute_dtype, kl_rows, log_softmax_rows,
+                     prepare_targets)
 
 
 class DistillLoss(NamedTuple):
@@ -50,19 +56,21 @@ class StudentAndTeacher(NamedTuple):
 
 def student_and_teacher(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                         tau: float, alpha: float, calibrate: str,
-                        ignore_index: Optional[int],
-                        check_labels: bool) -> StudentAndTeacher:
+                        ignore_index: Optional[int], check_labels: bool,
+                        standardize: bool) -> StudentAndTeacher:
     """Check the inputs; the student's and the calibrated teacher's
-    log-probabilities as (M, C) rows, with the labels and LoCa's details."""
+    log-probabilities as (M, C) rows (of the standardized logits with
+    ``standardize``), with the labels and LoCa's details."""
     check_calibration_args(alpha, tau, calibrate)
+    check_standardize(standardize)
     check_logits(preds_S, preds_T)
     labels, valid = prepare_targets(preds_S, target, ignore_index,
                                     check_labels)
     dtype = compute_dtype(preds_S, preds_T)
-    log_p_t = log_softmax_rows(preds_T.detach(), tau, dtype)
+    log_p_t = log_softmax_rows(preds_T.detach(), tau, dtype, standardize)
     log_q, scale, calibrated = loca_rule(log_p_t, labels, alpha, calibrate,
                                          valid)
-    log_p_s = log_softmax_rows(preds_S, tau, dtype)
+    log_p_s = log_softmax_rows(preds_S, tau, dtype, standardize)
     return StudentAndTeacher(log_p_s, log_q, labels, valid, scale, calibrated)
 
 
@@ -70,7 +78,8 @@ def loca_kd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
                  tau: float = 4.0, alpha: float = 0.9,
                  calibrate: str = 'wrong', *,
                  ignore_index: Optional[int] = None,
-                 check_labels: bool = True) -> DistillLoss:
+                 check_labels: bool = True,
+                 standardize: bool = False) -> DistillLoss:
     """KD towards the LoCa-calibrated teacher:
     ``tau**2 * mean KL(q || p_s)``; ``calibrate='none'`` is Hinton's KD.
 
@@ -85,12 +94,15 @@ def loca_kd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
         ignore_index (int, optional): label of samples left out of the mean.
         check_labels (bool): refuse labels outside [0, C) (see
             :func:`prepare_targets`). Defaults to True.
+        standardize (bool): standardize each row of student and teacher
+            logits first (:func:`standardize_logits`). Defaults to False.
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
     """
     dist = student_and_teacher(preds_S, preds_T, target, tau, alpha,
-                               calibrate, ignore_index, check_labels)
+                               calibrate, ignore_index, check_labels,
+                               standardize)
     loss = batch_mean(kl_rows(dist.log_q, dist.log_p_s), dist.valid, tau)
     return DistillLoss(loss, dist.scale, dist.calibrated, dist.valid)
 
@@ -109,7 +121,8 @@ def dkd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
              tau: float = 4.0, alpha: float = 0.9, calibrate: str = 'wrong', *,
              tckd_weight: float = 1.0, nckd_weight: float = 8.0,
              ignore_index: Optional[int] = None,
-             check_labels: bool = True) -> DistillLoss:
+             check_labels: bool = True,
+             standardize: bool = False) -> DistillLoss:
     """Decoupled KD on the LoCa-calibrated teacher:
     ``tau**2 * mean(tckd_weight * TCKD + nckd_weight * NCKD)``.
 
@@ -123,13 +136,15 @@ def dkd_loss(preds_S: Tensor, preds_T: Tensor, target: Tensor,
             :func:`loca_kd_loss`.
         tckd_weight (float): weight of TCKD (DKD's alpha). Defaults to 1.0.
         nckd_weight (float): weight of NCKD (DKD's beta). Defaults to 8.0.
-        ignore_index, check_labels: as for :func:`loca_kd_loss`.
+        ignore_index, check_labels, standardize: as for
+            :func:`loca_kd_loss`.
 
     Returns:
         DistillLoss: the loss and per-sample calibration details.
     """
     dist = student_and_teacher(preds_S, preds_T, target, tau, alpha,
-                               calibrate, ignore_index, check_labels)
+                               calibrate, ignore_index, check_labels,
+                               standardize)
     index = dist.labels.unsqueeze(-1)
     binary_q, non_target_q = _target_and_rest(dist.log_q, index)
     binary_s, non_target_s = _target_and_rest(dist.log_p_s, index)

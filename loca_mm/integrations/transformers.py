@@ -106,6 +106,14 @@ class LoCaDistillArguments(TrainingArguments):
         default=0.9, metadata={'help': "LoCa's alpha in (0, 1)"})
     tau: float = field(
         default=1.0, metadata={'help': 'distillation temperature'})
+    standardize: bool = field(
+        default=False,
+        metadata={
+            'help':
+            'Logit Standardization (Sun et al., CVPR 2024): z-score each '
+            "row of student and teacher logits before the temperature and "
+            'LoCa'
+        })
     ce_weight: float = field(
         default=0.5,
         metadata={'help': 'weight of the cross-entropy on response tokens'})
@@ -168,7 +176,11 @@ class LoCaDistillArguments(TrainingArguments):
 
     def distill_function(self) -> Callable[..., LF.DistillLoss]:
         """The functional distillation loss with this run's settings."""
-        common = dict(tau=self.tau, alpha=self.alpha, calibrate=self.calibrate)
+        common = dict(
+            tau=self.tau,
+            alpha=self.alpha,
+            calibrate=self.calibrate,
+            standardize=self.standardize)
         if self.distill_loss == 'kd':
             extra = {
                 'jsd': {

@@ -4,7 +4,8 @@
         --train_file dolly_train.jsonl --output_dir DIR \\
         [--distill_loss {kd,dkd}] [--divergence {fkl,rkl,jsd,skl,srkl}] \\
         [--beta 0.5] [--skew 0.1] [--calibrate {wrong,margin,none}] \\
-        [--alpha 0.9] [--tau 1.0] [--ce_weight 0.5] [--kd_weight 0.5] \\
+        [--alpha 0.9] [--tau 1.0] [--standardize] [--ce_weight 0.5] \\
+        [--kd_weight 0.5] \\
         [--eval_file dolly_valid.jsonl --eval_strategy epoch] [--lora_r 0] \\
         [--student_dtype float32] [--teacher_dtype float32] \\
         [--overwrite_output_dir] [any transformers.TrainingArguments flag]

@@ -33,11 +33,13 @@ class BaseCalibratedLoss(nn.Module):
         check_labels (bool): refuse labels outside [0, C).
         log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
             training.
+        standardize (bool): Logit Standardization of student and teacher
+            logits before the temperature (and LoCa).
     """
 
     def __init__(self, tau: float, calibrate: str, loss_weight: float,
                  ignore_index: Optional[int], check_labels: bool,
-                 log_stats: bool) -> None:
+                 log_stats: bool, standardize: bool) -> None:
         super().__init__()
         owner = type(self).__name__
         self.tau = check_real(owner, 'tau', tau, greater_than=0.0)
@@ -49,6 +51,7 @@ class BaseCalibratedLoss(nn.Module):
             owner, 'ignore_index', ignore_index, optional=True)
         self.check_labels = check_flag(owner, 'check_labels', check_labels)
         self.log_stats = check_flag(owner, 'log_stats', log_stats)
+        self.standardize = check_flag(owner, 'standardize', standardize)
         self.calibration_totals = torch.zeros(3)
         # Set by LoCaLossHook before training (see attach_runner).
         self.stats_collected = False

@@ -43,6 +43,11 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         check_labels (bool): refuse labels outside [0, C). Defaults to True.
         log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
             training (see :class:`BaseCalibratedLoss`). Defaults to True.
+        standardize (bool): Logit Standardization (Sun et al., CVPR 2024):
+            each row of student and teacher logits becomes ``(z - mean) /
+            (std + 1e-7)`` before the temperature and LoCa
+            (:func:`loca_mm.functional.standardize_logits`).
+            Defaults to False.
 
     The warm-up learns the training progress from
     :meth:`set_training_progress`, which ``LoCaLossHook`` calls before each
@@ -64,6 +69,7 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
                  log_stats: bool = True,
+                 standardize: bool = False,
                  **unknown) -> None:
         for name in unknown:
             if name in RENAMED:
@@ -73,7 +79,7 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                     'weights are tckd_weight and nckd_weight)')
             raise TypeError(f'DKDLoCaLoss got an unexpected argument {name!r}')
         super().__init__(tau, calibrate, loss_weight, ignore_index,
-                         check_labels, log_stats)
+                         check_labels, log_stats, standardize)
         owner = 'DKDLoCaLoss'
         self.alpha = check_real(
             owner,
@@ -141,7 +147,8 @@ class DKDLoCaLoss(BaseCalibratedLoss):
         result = dkd_loss(
             preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
             tckd_weight=self.tckd_weight, nckd_weight=self.nckd_weight,
-            ignore_index=self.ignore_index, check_labels=self.check_labels)
+            ignore_index=self.ignore_index, check_labels=self.check_labels,
+            standardize=self.standardize)
         return self.weighted(result, self.warmup_factor())
 
     def extra_repr(self) -> str:
@@ -149,5 +156,6 @@ class DKDLoCaLoss(BaseCalibratedLoss):
                 f'tckd_weight={self.tckd_weight}, '
                 f'nckd_weight={self.nckd_weight}, '
                 f'calibrate={self.calibrate!r}, '
+                f'standardize={self.standardize}, '
                 f'warmup_epochs={self.warmup_epochs}, '
                 f'warmup_iters={self.warmup_iters}')

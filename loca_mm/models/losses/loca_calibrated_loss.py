@@ -65,6 +65,12 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
             :func:`loca_mm.functional.prepare_targets`). Defaults to True.
         log_stats (bool): log ``loca_ratio``/``loca_scale`` during training.
             Defaults to True.
+        standardize (bool): Logit Standardization (Sun et al., CVPR 2024)
+            in front: the inner loss gets the standardized student logits
+            (:func:`loca_mm.functional.standardize_logits`) and the
+            calibrated teacher of the standardized teacher logits. Set it
+            here, not on an inner loca_mm loss (which would standardize the
+            calibrated logits again). Defaults to False.
     """
 
     def __init__(self,
@@ -74,7 +80,8 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
                  calibrate: str = 'wrong',
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
-                 log_stats: bool = True) -> None:
+                 log_stats: bool = True,
+                 standardize: bool = False) -> None:
         if not isinstance(loss, dict) or 'type' not in loss:
             raise ValueError('LoCaCalibratedLoss: loss must be a config dict '
                              f"with a 'type', got {loss!r}")
@@ -86,6 +93,11 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
                 f"LoCaCalibratedLoss: the inner {loss['type']} calibrates "
                 "itself; LoCa twice is not LoCa. Use it alone, or with "
                 "calibrate='none' inside")
+        if loss.get('standardize', False) is not False:
+            raise ValueError(
+                f"LoCaCalibratedLoss: the inner {loss['type']} has "
+                f"standardize={loss['standardize']!r}; set standardize on "
+                'LoCaCalibratedLoss, which standardizes before calibrating')
         cfg = dict(loss)
         if tau is not None and 'tau' not in cfg and 'tau' in \
                 inspect.signature(loss_class).parameters:
@@ -105,7 +117,7 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
                 'calibrated logits are exact at one temperature only')
         LF.check_calibration_args(alpha, tau, calibrate)
         super().__init__(tau, calibrate, 1.0, ignore_index, check_labels,
-                         log_stats)
+                         log_stats, standardize)
         self.alpha = alpha
         self.loss = inner
         self.passed_on = self._passed_on_args(inner, loss['type'])
@@ -163,8 +175,11 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
             self.alpha,
             self.calibrate,
             self.ignore_index,
-            check_labels=False)
+            check_labels=False,
+            standardize=self.standardize)
         teacher_logits = teacher.logits
+        if self.standardize:
+            preds_S = LF.standardize_logits(preds_S)
         if self.ignore_index is not None:
             preds_S, teacher_logits, labels = (
                 preds_S[valid], teacher_logits[valid], labels[valid])
@@ -181,4 +196,5 @@ class LoCaCalibratedLoss(BaseCalibratedLoss):
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, '
-                f'calibrate={self.calibrate!r}')
+                f'calibrate={self.calibrate!r}, '
+                f'standardize={self.standardize}')

@@ -28,6 +28,11 @@ class LoCaLoss(BaseCalibratedLoss):
         check_labels (bool): refuse labels outside [0, C). Defaults to True.
         log_stats (bool): accumulate ``loca_ratio``/``loca_scale`` in
             training (see :class:`BaseCalibratedLoss`). Defaults to True.
+        standardize (bool): Logit Standardization (Sun et al., CVPR 2024):
+            each row of student and teacher logits becomes ``(z - mean) /
+            (std + 1e-7)`` before the temperature and LoCa
+            (:func:`loca_mm.functional.standardize_logits`).
+            Defaults to False.
 
     Every argument is checked at construction (a TypeError or ValueError
     naming it).
@@ -40,9 +45,10 @@ class LoCaLoss(BaseCalibratedLoss):
                  calibrate: str = 'wrong',
                  ignore_index: Optional[int] = None,
                  check_labels: bool = True,
-                 log_stats: bool = True) -> None:
+                 log_stats: bool = True,
+                 standardize: bool = False) -> None:
         super().__init__(tau, calibrate, loss_weight, ignore_index,
-                         check_labels, log_stats)
+                         check_labels, log_stats, standardize)
         self.alpha = check_real(
             'LoCaLoss', 'alpha', alpha, greater_than=0.0, less_than=1.0)
 
@@ -52,10 +58,12 @@ class LoCaLoss(BaseCalibratedLoss):
         (..., C) and labels (...) or soft labels (..., C)."""
         result = loca_kd_loss(
             preds_S, preds_T, gt_labels, self.tau, self.alpha, self.calibrate,
-            ignore_index=self.ignore_index, check_labels=self.check_labels)
+            ignore_index=self.ignore_index, check_labels=self.check_labels,
+            standardize=self.standardize)
         return self.weighted(result)
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, alpha={self.alpha}, '
                 f'calibrate={self.calibrate!r}, '
+                f'standardize={self.standardize}, '
                 f'loss_weight={self.loss_weight}')
