@@ -61,8 +61,8 @@ def loca_rule(log_p_t: Tensor,
 
     In the log domain, ``log q_i = log p_t_i + log s`` off the label, so a
     one-hot teacher, ``-inf`` columns and ``p_t_y`` near 1 stay finite.
-    Row-wise operations only, no host reads, so it compiles into the
-    loss around it.
+    Elementwise operations and row reductions only, which
+    ``torch.compile`` fuses into the loss around it.
 
     Args:
         log_p_t (Tensor): teacher log-probabilities (M, C).
@@ -78,12 +78,10 @@ def loca_rule(log_p_t: Tensor,
     if calibrate == 'none':
         return (log_p_t, log_p_t.new_ones(labels.shape),
                 torch.zeros_like(labels, dtype=torch.bool))
-    index = labels.unsqueeze(-1)
-    log_p_y = log_p_t.gather(-1, index).squeeze(-1)
-    # The largest non-target class: the first of the top two that is not
-    # the label (cheaper than masking the label in a copy of the rows).
-    top2, top2_classes = log_p_t.topk(2, dim=-1)
-    log_p_k = torch.where(top2_classes[:, 0] == labels, top2[:, 1], top2[:, 0])
+    classes = torch.arange(log_p_t.shape[-1], device=log_p_t.device)
+    label = classes == labels.unsqueeze(-1)
+    log_p_y = log_p_t.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    log_p_k = torch.where(label, float('-inf'), log_p_t).amax(-1)
     # 1 - p_t_y cancels only where p_t_y is near 1, and such a sample is
     # never calibrated: 'wrong' needs p_t_y <= p_t_k <= 1 - p_t_y, 'margin'
     # 1 - p_t_y > alpha / 2.
@@ -102,10 +100,8 @@ def loca_rule(log_p_t: Tensor,
     # q_y = p_t_y + (1 - s) * (1 - p_t_y): non-negative terms, and exactly
     # p_t_y where s = 1 (log(1 - 1) = -inf).
     log_q_y = torch.logaddexp(log_p_y, torch.log1p(-scale) + log_mass)
-    # Off the label log p_t + log s; the label's entry written into that
-    # fresh tensor (no second copy of the rows).
-    log_q = (log_p_t + log_scale.unsqueeze(-1)).scatter_(
-        -1, index, log_q_y.unsqueeze(-1))
+    log_q = torch.where(label, log_q_y.unsqueeze(-1),
+                        log_p_t + log_scale.unsqueeze(-1))
     return log_q, scale, calibrated
 
 
