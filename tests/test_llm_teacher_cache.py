@@ -1,15 +1,13 @@
 """Offline distillation from a cached teacher: cache_teacher.py, then
 distill.py --teacher_cache, without the teacher."""
-import importlib.util
 import os
-import os.path as osp
-import sys
 
 os.environ['HF_HUB_OFFLINE'] = '1'
 
 import _llm_utils as U  # noqa: E402  (imports loca_mm before transformers)
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from _support import load_tool  # noqa: E402
 
 from loca_mm.integrations.instruction_data import (  # noqa: E402
     InstructionDataset, ResponseOnlyCollator)
@@ -17,18 +15,6 @@ from loca_mm.integrations.teacher_cache import (  # noqa: E402
     LoCaCachedTeacherTrainer, TeacherCacheCollator, TeacherCacheDataset)
 from loca_mm.integrations.transformers import (  # noqa: E402
     LoCaDistillArguments, LoCaDistillTrainer)
-
-TOOLS = osp.join(
-    osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'llm')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'llm_cache_tool_{name}', osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -40,7 +26,7 @@ def make_cache(tmp_path, tokenizer, top_k, tau=2.0, name='cache.parquet'):
     teacher_dir, _ = U.save_models(tmp_path, tokenizer)
     train_file = U.write_jsonl(tmp_path / 'train.jsonl', U.RECORDS)
     path = str(tmp_path / name)
-    load_tool('cache_teacher').main([
+    load_tool('llm/cache_teacher.py').main([
         '--teacher', teacher_dir, '--train_file', train_file, '--output',
         path, '--top_k',
         str(top_k), '--tau',
@@ -96,7 +82,7 @@ def test_distill_tool_trains_from_a_cache_without_a_teacher(
         tmp_path, tokenizer):
     cache = make_cache(tmp_path, tokenizer, 4)
     student_dir = str(tmp_path / 'student')
-    trainer = load_tool('distill').main([
+    trainer = load_tool('llm/distill.py').main([
         '--student', student_dir, '--teacher_cache', cache, '--output_dir',
         str(tmp_path / 'run'), '--tau', '2.0', '--use_cpu', 'true',
         '--report_to', 'none', '--disable_tqdm', 'true', '--max_steps', '6',

@@ -211,8 +211,11 @@ class LoCaCachedTeacherTrainer(LoCaStatsLogMixin, Trainer):
             calibrate=args.calibrate)
         loss = args.kd_weight * result.loss
         if args.ce_weight:
+            # A sum over the count, so that a batch without response
+            # tokens gives 0, not NaN.
             loss = loss + args.ce_weight * F.cross_entropy(
-                logits.float(), targets)
+                logits.float(), targets,
+                reduction='sum') / result.valid.sum().clamp_min(1)
         if model.training and args.calibrate != 'none':
             self._accumulate_loca_stats(result)
         if num_items_in_batch is not None:
