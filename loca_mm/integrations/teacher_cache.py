@@ -41,8 +41,9 @@ CACHE_FORMATS = {'.parquet': 'parquet', '.jsonl': 'json', '.json': 'json'}
 def cache_record(teacher: nn.Module, input_ids: Sequence[int],
                  labels: Sequence[int], top_k: int, tau: float) -> dict:
     """The cache row of one tokenized record (see the module)."""
-    ids = torch.tensor([list(input_ids)])
-    logits = teacher(input_ids=ids).logits[0].float()
+    device = next(teacher.parameters()).device
+    ids = torch.tensor([list(input_ids)], device=device)
+    logits = teacher(input_ids=ids).logits[0].float().cpu()
     targets = next_token_labels(torch.tensor(list(labels)))
     scored = targets != IGNORE_INDEX
     logits, targets = logits[scored], targets[scored]

@@ -67,7 +67,8 @@ def rows(model, tokens):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()))
     parser.add_argument('--ks', type=int, nargs='+', default=[8, 32, 128],
                         help='cached classes per token')
     parser.add_argument('--vocab', type=int, default=2048,

@@ -5,7 +5,7 @@ response token, for ``tools/llm/distill.py --teacher_cache``.
         --train_file dolly_train.jsonl --output cache.parquet \\
         [--top_k 32] [--tau 1.0] [--max_length 512] \\
         [--max_prompt_length 256] [--tokenization separate] \\
-        [--teacher_dtype float32]
+        [--teacher_dtype float32] [--device cuda]
 
 The records are read and tokenized as distill.py does (Dolly, MiniLLM,
 prompt/completion or messages; see docs/llm.md). OUTPUT (``.parquet``,
@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 # loca_mm first: its compatibility fixes let torchvision, which transformers
 # imports, load next to the CPU build of torch.
 import loca_mm  # noqa: F401,I001
+import torch
 
 from loca_mm.integrations.hf_models import (DTYPES, load_causal_lm,
                                             load_tokenizer)
@@ -34,7 +35,8 @@ from loca_mm.integrations.teacher_cache import (cache_record,
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()))
     parser.add_argument('--teacher', required=True,
                         help='teacher causal LM: local directory or Hub name')
     parser.add_argument('--train_file', required=True,
@@ -56,6 +58,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--teacher_dtype', default='float32',
                         choices=tuple(DTYPES),
                         help='precision of the teacher')
+    parser.add_argument('--device', default=None,
+                        help='where the teacher runs (default: cuda when '
+                        'available, else cpu)')
     args = parser.parse_args(argv)
     if args.top_k < 2:
         parser.error(f'--top_k must be >= 2 (the largest non-target class '
@@ -71,7 +76,9 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     tokenizer = load_tokenizer(args.teacher)
     dataset = InstructionDataset(examples, tokenizer, args.max_length,
                                  args.max_prompt_length, args.tokenization)
-    teacher = load_causal_lm(args.teacher, args.teacher_dtype).eval()
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    teacher = load_causal_lm(args.teacher, args.teacher_dtype).to(
+        device).eval()
     rows = [
         cache_record(teacher, item['input_ids'], item['labels'], args.top_k,
                      args.tau) for item in dataset
