@@ -135,3 +135,28 @@ def test_bad_arguments():
                                 labels.clamp_min(0) + 20)
     with pytest.raises(ValueError, match='same shape'):
         LF.chunked_distill_loss(LF.loca_kd_loss, preds_S, preds_T[:3], labels)
+
+
+def test_compiled_fused_loss_equals_eager():
+    # One small case: compiling takes tens of seconds on a CPU.
+    generator = torch.Generator().manual_seed(0)
+    hidden_S = torch.randn(40, 8, generator=generator, requires_grad=True)
+    weight_S = torch.randn(30, 8, generator=generator, requires_grad=True)
+    hidden_T = 2 * torch.randn(40, 8, generator=generator)
+    weight_T = torch.randn(30, 8, generator=generator)
+    labels = torch.randint(0, 30, (40, ), generator=generator)
+    labels[::6] = -100
+    results = []
+    for compile in (False, True):
+        result = LF.fused_linear_distill_loss(
+            hidden_S, weight_S, hidden_T, weight_T, labels, chunk_size=16,
+            block_size=8, ignore_index=-100, tau=2.0, compile=compile)
+        results.append(
+            (result, torch.autograd.grad(result.loss, (hidden_S, weight_S))))
+    (eager, eager_grads), (compiled, compiled_grads) = results
+    assert eager.calibrated.any()
+    torch.testing.assert_close(compiled.loss, eager.loss)
+    for grad, expected in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(grad, expected)
+    assert torch.equal(compiled.calibrated, eager.calibrated)
+    torch.testing.assert_close(compiled.scale, eager.scale)

@@ -15,6 +15,8 @@ Hugging Face, Lightning, a hand-written one). The registered losses in
   (:func:`loca_calibrated_logits`).
 * :mod:`.losses`: KD and DKD towards the calibrated teacher.
 * :mod:`.divergences`: forward / reverse KL, generalized JSD, skew KLs.
+* :mod:`.sparse`: KD towards a cached top-k teacher
+  (:func:`sparse_loca_kd_loss`).
 * :mod:`.chunked`: any of them a chunk of rows at a time, on logits or
   fused with the output layers.
 * :mod:`.stats`: the ``loca_ratio`` / ``loca_scale`` statistics.
@@ -28,6 +30,7 @@ from .divergences import (DIVERGENCES, generalized_jsd_loss, reverse_kl_loss,
                           skew_kl_loss, skew_reverse_kl_loss)
 from .inputs import check_logits, prepare_targets, standardize_logits
 from .losses import DistillLoss, dkd_loss, loca_kd_loss
+from .sparse import sparse_loca_kd_loss
 from .stats import calibration_counts, calibration_summary
 
 __all__ = [
@@ -38,5 +41,5 @@ __all__ = [
     'generalized_jsd_loss', 'loca_calibrate', 'loca_calibrated_logits',
     'loca_kd_loss', 'loca_log_probs', 'loca_rule', 'prepare_targets',
     'reverse_kl_loss', 'skew_kl_loss', 'skew_reverse_kl_loss',
-    'standardize_logits'
+    'sparse_loca_kd_loss', 'standardize_logits'
 ]

@@ -27,34 +27,54 @@ from .inputs import check_logits, prepare_targets
 from .losses import DistillLoss, loca_kd_loss
 
 
-def _chunk_loop(loss_fn: Callable[..., DistillLoss], logits_S: Tensor,
-                logits_T: Tensor, labels: Tensor, chunk_size: int,
-                needs_grad: bool):
-    """``loss_fn`` over row chunks of (M, C) logits.
+def _chunk_step(loss_fn: Callable[..., DistillLoss], chunk_S: Tensor,
+                chunk_T: Tensor, chunk_labels: Tensor, needs_grad: bool):
+    """One chunk: the loss summed over its valid rows, its gradient
+    w.r.t. ``chunk_S`` (None without ``needs_grad``), ``s`` and the
+    calibrated mask."""
 
-    Returns the loss summed over the valid rows, its gradient w.r.t.
-    ``logits_S`` (None without ``needs_grad``), and ``s`` and the
-    calibrated mask per row. At least one (possibly empty) chunk, so that
-    zero rows give the loss function's zero loss.
-    """
-
-    def chunk_sum(chunk_S: Tensor, rows: slice):
-        result = loss_fn(chunk_S, logits_T[rows], labels[rows])
+    def chunk_sum(logits_S: Tensor):
+        result = loss_fn(logits_S, chunk_T, chunk_labels)
         # loss_fn averages over its chunk: back to a sum, so that chunks of
         # any size add up.
         total = result.loss * result.valid.sum()
         return total, (result.scale, result.calibrated)
 
+    if not needs_grad:
+        return (None, *chunk_sum(chunk_S))
+    grad, (total, details) = torch.func.grad_and_value(
+        chunk_sum, has_aux=True)(chunk_S)
+    return grad, total, details
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_chunk_step():
+    """:func:`_chunk_step` compiled once per process: ``torch.compile``
+    fuses the loss and its gradient into a few kernels per chunk."""
+    return torch.compile(_chunk_step)
+
+
+def _chunk_loop(loss_fn: Callable[..., DistillLoss], logits_S: Tensor,
+                logits_T: Tensor, labels: Tensor, chunk_size: int,
+                needs_grad: bool, compile: bool = False):
+    """``loss_fn`` over row chunks of (M, C) logits.
+
+    Returns the loss summed over the valid rows, its gradient w.r.t.
+    ``logits_S`` (None without ``needs_grad``), and ``s`` and the
+    calibrated mask per row. At least one (possibly empty) chunk, so that
+    zero rows give the loss function's zero loss. With ``compile`` each
+    chunk runs :func:`_chunk_step` through ``torch.compile``.
+    """
+    step = _compiled_chunk_step() if compile else _chunk_step
     grad = torch.empty_like(logits_S) if needs_grad else None
     totals, scales, calibrated = [], [], []
     for start in range(0, max(len(labels), 1), chunk_size):
         rows = slice(start, start + chunk_size)
+        chunk_grad, total, (scale, calibrated_rows) = step(
+            loss_fn, logits_S[rows], logits_T[rows], labels[rows],
+            needs_grad)
         if needs_grad:
-            grad[rows], (total, (scale, calibrated_rows)) = \
-                torch.func.grad_and_value(chunk_sum, has_aux=True)(
-                    logits_S[rows], rows)
-        else:
-            total, (scale, calibrated_rows) = chunk_sum(logits_S[rows], rows)
+            grad[rows] = chunk_grad
         totals.append(total)
         scales.append(scale)
         calibrated.append(calibrated_rows)
@@ -180,7 +200,7 @@ class _FusedLinearLoss(torch.autograd.Function):
     def forward(ctx, hidden_S: Tensor, weight_S: Tensor,
                 bias_S: Optional[Tensor], hidden_T: Tensor, weight_T: Tensor,
                 bias_T: Optional[Tensor], labels: Tensor, loss_fn,
-                chunk_size: int, block_size: int):
+                chunk_size: int, block_size: int, compile: bool):
         student = [
             None if t is None else t.detach().requires_grad_(needs)
             for t, needs in zip((hidden_S, weight_S, bias_S),
@@ -196,7 +216,7 @@ class _FusedLinearLoss(torch.autograd.Function):
             logits_T = F.linear(hidden_T[rows], weight_T, bias_T)
             total, grad, scale, calibrated_rows = _chunk_loop(
                 loss_fn, logits_S.detach(), logits_T, labels[rows],
-                block_size, needs_grad and logits_S.numel() > 0)
+                block_size, needs_grad and logits_S.numel() > 0, compile)
             if grad is not None:
                 logits_S.backward(grad)
             totals.append(total)
@@ -217,7 +237,7 @@ class _FusedLinearLoss(torch.autograd.Function):
         _refuse_double_backward('fused_linear_distill_loss')
         return (*(None if grad is None else grad * grad_loss.to(grad.dtype)
                   for grad in ctx.grads), None, None, None, None, None, None,
-                None)
+                None, None)
 
 
 def _check_projection(name: str, hidden: Tensor, weight: Tensor,
@@ -247,6 +267,7 @@ def fused_linear_distill_loss(student_hidden: Tensor, student_weight: Tensor,
                               student_bias: Optional[Tensor] = None,
                               teacher_bias: Optional[Tensor] = None, *,
                               block_size: int = 128, check_labels: bool = True,
+                              compile: bool = False,
                               **loss_kwargs) -> DistillLoss:
     """A distillation loss on logits that are never materialised in full.
 
@@ -273,6 +294,9 @@ def fused_linear_distill_loss(student_hidden: Tensor, student_weight: Tensor,
         block_size (int): rows per call of the loss within a chunk (its
             temporaries). Defaults to 128.
         check_labels (bool): refuse labels outside [0, V), once.
+        compile (bool): run each block's loss and gradient through
+            ``torch.compile`` (compiled once per process and loss; the
+            first call pays the compilation). Defaults to False.
         **loss_kwargs: passed to ``loss_fn`` (``tau``, ``alpha``, ...).
 
     Returns:
@@ -311,7 +335,7 @@ def fused_linear_distill_loss(student_hidden: Tensor, student_weight: Tensor,
         student_hidden, student_weight, student_bias, teacher_hidden.detach(),
         teacher_weight.detach(),
         None if teacher_bias is None else teacher_bias.detach(), labels,
-        chunk_loss, chunk_size, min(block_size, chunk_size))
+        chunk_loss, chunk_size, min(block_size, chunk_size), compile)
     if not all_kept:
         scale = scale.new_ones(num_rows).index_copy_(0, kept, scale)
         calibrated = calibrated.new_zeros(num_rows).index_copy_(

@@ -18,6 +18,8 @@ from .instruction_data import (TOKENIZATIONS, InstructionDataset,
                                ResponseOnlyCollator, check_tokenization,
                                load_instruction_file)
 from .instruction_eval import RougeLMetric
+from .teacher_cache import (LoCaCachedTeacherTrainer, TeacherCacheCollator,
+                            TeacherCacheDataset)
 from .transformers import LoCaDistillArguments, LoCaDistillTrainer
 
 #: The run's model and data arguments, written beside the saved student.
@@ -31,11 +33,25 @@ RUN_OUTPUTS = MODEL_FILES + ADAPTER_FILES + (
 @dataclass
 class ModelDataArguments:
     """Models and data of a distillation run."""
-    teacher: str = field(
-        metadata={'help': 'teacher causal LM: local directory or Hub name'})
     student: str = field(
         metadata={'help': 'student causal LM: local directory or Hub name'})
-    train_file: str = field(
+    teacher: Optional[str] = field(
+        default=None,
+        metadata={
+            'help':
+            'teacher causal LM: local directory or Hub name (not with '
+            '--teacher_cache)'
+        })
+    teacher_cache: Optional[str] = field(
+        default=None,
+        metadata={
+            'help':
+            'train from a teacher cache made by tools/llm/cache_teacher.py '
+            '(.parquet/.jsonl) instead of --teacher and --train_file: no '
+            'teacher is loaded; forward KL only, at the cache\'s --tau'
+        })
+    train_file: Optional[str] = field(
+        default=None,
         metadata={
             'help':
             'training records: a .json, .jsonl or .parquet file of Dolly, '
@@ -115,6 +131,18 @@ class ModelDataArguments:
         """Check what needs no model, so that a mistake stops the run
         before anything is loaded."""
         check_tokenization(self.tokenization)
+        if self.teacher_cache is None:
+            if self.teacher is None or self.train_file is None:
+                raise ValueError('pass --teacher and --train_file, or '
+                                 '--teacher_cache')
+        elif self.teacher is not None or self.train_file is not None \
+                or self.eval_file is not None:
+            raise ValueError(
+                '--teacher_cache holds the teacher and the training tokens: '
+                'it trains without --teacher, --train_file or --eval_file')
+        elif not osp.isfile(self.teacher_cache):
+            raise FileNotFoundError(
+                f'--teacher_cache {self.teacher_cache}: no such file')
         if not 0 < self.max_prompt_length < self.max_length:
             raise ValueError(
                 'need 0 < --max_prompt_length < --max_length, got '
@@ -244,6 +272,8 @@ def build_distill_trainer(data_args: ModelDataArguments,
     (from their configs) are checked before any weights are loaded.
     """
     check_run_arguments(data_args, train_args)
+    if data_args.teacher_cache is not None:
+        return _cached_teacher_trainer(data_args, train_args)
     train_examples = load_instruction_file(data_args.train_file)
     eval_examples = None if data_args.eval_file is None else \
         load_instruction_file(data_args.eval_file)
@@ -290,6 +320,29 @@ def build_distill_trainer(data_args: ModelDataArguments,
         data_collator=ResponseOnlyCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         teacher_processing_class=teacher_tokenizer)
+
+
+def _cached_teacher_trainer(data_args: ModelDataArguments,
+                            train_args: LoCaDistillArguments
+                            ) -> LoCaCachedTeacherTrainer:
+    """The trainer of a run from a teacher cache (no teacher loaded)."""
+    student = load_causal_lm(data_args.student, data_args.student_dtype)
+    if data_args.lora_r:
+        student = add_lora(student, data_args.lora_r, data_args.lora_alpha,
+                           data_args.lora_dropout,
+                           data_args.lora_target_modules)
+    train_dataset = TeacherCacheDataset(
+        data_args.teacher_cache, train_args.tau,
+        student.get_output_embeddings().weight.shape[0])
+    print(f'{len(train_dataset)} training records from the teacher cache '
+          f'(top {train_dataset.top_k} classes per token)')
+    tokenizer = load_tokenizer(data_args.student)
+    return LoCaCachedTeacherTrainer(
+        model=student,
+        args=train_args,
+        train_dataset=train_dataset,
+        data_collator=TeacherCacheCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer)
 
 
 def run_distillation(data_args: ModelDataArguments,

@@ -148,6 +148,13 @@ class LoCaDistillArguments(TrainingArguments):
             'response tokens only (no full logits); models it cannot '
             'handle fall back to materialised logits with a logged reason'
         })
+    compile_loss: bool = field(
+        default=False,
+        metadata={
+            'help':
+            "with the fused loss: compile each block's loss and gradient "
+            'with torch.compile (the first step pays the compilation)'
+        })
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -295,8 +302,8 @@ def fused_response_token_loss(student_hidden: Tensor,
                               kd_weight: float = 0.5,
                               chunk_size: int = 1024,
                               block_size: int = 128,
-                              num_classes: Optional[int] = None
-                              ) -> LF.DistillLoss:
+                              num_classes: Optional[int] = None,
+                              compile: bool = False) -> LF.DistillLoss:
     """:func:`response_token_loss` from the models' last hidden states.
 
     The output layers are applied inside the loss, ``chunk_size`` response
@@ -319,6 +326,8 @@ def fused_response_token_loss(student_hidden: Tensor,
         num_classes (int, optional): use the output layers' first
             ``num_classes`` rows only (those of the tokenizer's vocabulary,
             when the layers are padded beyond it); default: all rows.
+        compile (bool): compile the loss of each block (see
+            ``functional.fused_linear_distill_loss``). Defaults to False.
 
     Returns:
         DistillLoss: as :func:`response_token_loss`.
@@ -342,6 +351,7 @@ def fused_response_token_loss(student_hidden: Tensor,
         ignore_index=IGNORE_INDEX,
         student_bias=_rows_of(student_head.bias, rows),
         teacher_bias=_rows_of(teacher_head.bias, rows),
+        compile=compile,
         distill_fn=distill_fn,
         ce_weight=ce_weight,
         kd_weight=kd_weight)
@@ -755,7 +765,8 @@ class LoCaDistillTrainer(LoCaStatsLogMixin, Trainer):
                 kd_weight=self.args.kd_weight,
                 chunk_size=self.args.loss_chunk_size,
                 block_size=self.args.loss_block_size,
-                num_classes=self.num_classes)
+                num_classes=self.num_classes,
+                compile=self.args.compile_loss)
         else:
             outputs = model(**model_inputs)
             with torch.no_grad():

@@ -57,6 +57,10 @@ PROJECTION_METHODS = {
     'logits': 'output layers, then 0.5 CE + 0.5 LoCa-KD chunked '
     '(materialised logits)',
     'fused': '0.5 CE + 0.5 LoCa-KD fused with the output layers',
+    'fused_compiled': 'the same, compile=True (torch.compile per block)',
+    'liger': "Liger-Kernel's LigerFusedLinearJSDLoss, 0.5 CE + 0.5 forward "
+    'KL (beta=0), compiled=False',
+    'liger_compiled': 'the same, compiled=True (its default)',
 }
 
 
@@ -149,8 +153,23 @@ def build_projection_loss(method: str, chunk_size: int, block_size: int):
             labels.unsqueeze(0),
             distill_fn,
             chunk_size=chunk_size,
-            block_size=block_size).loss
+            block_size=block_size,
+            compile=method == 'fused_compiled').loss
 
+    if method.startswith('liger'):
+        # Not a dependency of loca_mm: pip install liger-kernel to compare.
+        from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
+        liger = LigerFusedLinearJSDLoss(
+            weight_hard_loss=0.5, weight_soft_loss=0.5, beta=0.0,
+            temperature=1.0, compiled=method == 'liger_compiled',
+            chunk_size=chunk_size)
+
+        def liger_loss(h_S, head_S, h_T, head_T, labels):
+            # The labels of the next tokens, as the trainer's shift gives.
+            shifted = F.pad(labels[1:], (0, 1), value=-100)
+            return liger(h_S, head_S.weight, h_T, head_T.weight, shifted)
+
+        return liger_loss
     return materialised if method == 'logits' else fused
 
 
@@ -269,7 +288,7 @@ def main_projection(args) -> None:
             table.append(
                 f'| {tokens} x {vocab}, {hidden} | '
                 f'{PROJECTION_METHODS[method]} | {chunk_size} | '
-                f"{block_size if method == 'fused' else '-'} | "
+                f"{block_size if method.startswith('fused') else '-'} | "
                 f'{peak:.0f} MiB ({peak / buffer:.2f} buf) | '
                 f'{peak_ratio:.2f}x less | '
                 f"{median(row['seconds'] for row in rows):.2f} | "
@@ -315,17 +334,27 @@ def measure(method: str, tokens: int, vocab: int, chunk_size: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--tokens', type=int, default=4096)
+    parser.add_argument('--tokens', type=int, default=4096,
+                        help='tokens (rows of the logits) per batch')
     parser.add_argument(
-        '--vocabs', type=int, nargs='+', default=[32000, 50257])
-    parser.add_argument('--chunk-size', type=int, default=256)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--methods', nargs='+')
+        '--vocabs', type=int, nargs='+', default=[32000, 50257],
+        help='vocabulary sizes, one measurement each')
+    parser.add_argument('--chunk-size', type=int, default=256,
+                        help='tokens per chunk of the chunked losses')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch CPU threads of each worker')
+    parser.add_argument(
+        '--methods', nargs='+',
+        help=f'losses to compare: without --projection from {list(METHODS)} '
+        f'(default: all), with it from {list(PROJECTION_METHODS)} '
+        '(default: logits fused fused); liger* need '
+        '`pip install liger-kernel`')
     parser.add_argument(
         '--projection',
         action='store_true',
         help='include the output layers: materialised logits vs fused')
-    parser.add_argument('--hidden', type=int, default=768)
+    parser.add_argument('--hidden', type=int, default=768,
+                        help='with --projection: hidden size of both models')
     parser.add_argument(
         '--chunk-sizes',
         type=int,
@@ -337,7 +366,7 @@ def main() -> None:
         '--block-size',
         type=int,
         default=128,
-        help=argparse.SUPPRESS)
+        help='block size of one worker (set by --block-sizes)')
     parser.add_argument(
         '--block-sizes',
         type=int,
@@ -359,7 +388,10 @@ def main() -> None:
         type=int,
         default=1,
         help='with --projection: interleaved rounds of all methods')
-    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--worker',
+        help='METHOD:VOCAB: measure one case in this process (the driver '
+        'starts one fresh process per case with it)')
     args = parser.parse_args()
     if args.projection:
         if args.worker:

@@ -8,7 +8,10 @@
         [--kd_weight 0.5] \\
         [--eval_file dolly_valid.jsonl --eval_strategy epoch] [--lora_r 0] \\
         [--student_dtype float32] [--teacher_dtype float32] \\
-        [--overwrite_output_dir] [any transformers.TrainingArguments flag]
+        [--compile_loss] [--overwrite_output_dir] \\
+        [any transformers.TrainingArguments flag]
+    python tools/llm/distill.py --student STUDENT --teacher_cache CACHE \\
+        --output_dir DIR [--tau TAU_OF_THE_CACHE] [...]
 
 TEACHER and STUDENT are local directories or Hub names of two causal LMs
 that share one tokenizer. The training and evaluation files are JSON, JSON
@@ -22,7 +25,10 @@ is checked before a model is loaded. DIR must be empty or new unless
 ``--resume_from_checkpoint``. The student (or its LoRA adapters), its
 tokenizer, the run's model and data arguments (``distill_args.json``, which
 eval_rouge.py reads) and its log history (``trainer_state.json``) are saved
-to DIR. See docs/llm.md for the paper's setting.
+to DIR. ``--teacher_cache`` trains from the file tools/llm/cache_teacher.py
+made (tokens and the teacher's top-k per response token; forward KL at the
+cache's temperature) without loading a teacher. See docs/llm.md for the
+paper's setting.
 """
 from __future__ import annotations
 
