@@ -125,3 +125,36 @@ def save_constant_teacher(path: Path, predicted: int, logit: float) -> None:
         constant_teacher_logits(
             len(state_dict['head.fc.bias']), predicted, logit))
     torch.save({'state_dict': state_dict}, path)
+
+
+def train_two_iterations(config: Path, tmp_path: Path):
+    """Train a Fashion-MNIST distillation config for two iterations with a
+    real Runner and return it.
+
+    64 images of labels 0..9 in turn, in order, batch 32; the teacher
+    predicts class 3 for every image: right on 3 images of the first batch
+    and 4 of the second, so LoCa calibrates 29 / 32 and 28 / 32. Logs every
+    iteration into ``tmp_path / 'work'``.
+    """
+    from mmengine.runner import Runner
+
+    root = write_fashion_mnist(tmp_path / 'data',
+                               [i % 10 for i in range(64)], [0, 1])
+    teacher = tmp_path / 'teacher.pth'
+    save_constant_teacher(teacher, predicted=3, logit=2.0)
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict({
+        'model.teacher_ckpt': str(teacher),
+        'train_dataloader.dataset.data_root': str(root),
+        'train_dataloader.dataset.indices': None,
+        'train_dataloader.batch_size': 32,
+        'train_dataloader.sampler.shuffle': False,
+        'train_cfg.max_epochs': 1,
+        'default_hooks.logger.interval': 1,
+        'default_hooks.checkpoint': None,
+        'work_dir': str(tmp_path / 'work'),
+    })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner

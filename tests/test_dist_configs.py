@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from loca_mm.utils import resolve_model_config
 
@@ -67,28 +66,8 @@ def test_config_is_mmrazor_dist_with_or_without_loca(key):
 
 @pytest.mark.parametrize('method', ['dist', 'distloca'])
 def test_fashion_mnist_config_trains_two_iterations(method, tmp_path):
-    # 64 images of labels 0..9 in turn, in order, batch 32; the teacher
-    # predicts class 3 for every image: right on 3 images of the first
-    # batch and 4 of the second.
-    root = fm.write_fashion_mnist(tmp_path / 'data',
-                                  [i % 10 for i in range(64)], [0, 1])
-    teacher = tmp_path / 'teacher.pth'
-    fm.save_constant_teacher(teacher, predicted=3, logit=2.0)
-    cfg = Config.fromfile(str(CONFIGS[('fashion_mnist', method)]))
-    cfg.merge_from_dict({
-        'model.teacher_ckpt': str(teacher),
-        'train_dataloader.dataset.data_root': str(root),
-        'train_dataloader.dataset.indices': None,
-        'train_dataloader.batch_size': 32,
-        'train_dataloader.sampler.shuffle': False,
-        'train_cfg.max_epochs': 1,
-        'default_hooks.logger.interval': 1,
-        'default_hooks.checkpoint': None,
-        'work_dir': str(tmp_path / 'work'),
-    })
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    runner = fm.train_two_iterations(CONFIGS[('fashion_mnist', method)],
+                                     tmp_path)
     assert runner.iter == 2
     hub = runner.message_hub
     assert math.isfinite(

@@ -374,33 +374,12 @@ def test_metafile_and_readme_describe_the_cifar100_configs():
 
 @pytest.mark.parametrize('method', list(LS_COLLECTIONS))
 def test_fashion_mnist_config_trains_two_iterations(method, tmp_path):
-    from mmengine.runner import Runner
-
     from _support import logged_scalars
 
-    # 64 images of labels 0..9 in turn, batch 32; the teacher predicts
-    # class 3 for every image: right on 3 images of the first batch and 4 of
-    # the second. Standardizing keeps the teacher's argmax, so LoCa+LS
-    # calibrates exactly the others.
-    root = fm.write_fashion_mnist(tmp_path / 'data',
-                                  [i % 10 for i in range(64)], [0, 1])
-    teacher = tmp_path / 'teacher.pth'
-    fm.save_constant_teacher(teacher, predicted=3, logit=2.0)
-    cfg = Config.fromfile(str(fm.DISTILL / f'{method}_{fm.PAIR}'))
-    cfg.merge_from_dict({
-        'model.teacher_ckpt': str(teacher),
-        'train_dataloader.dataset.data_root': str(root),
-        'train_dataloader.dataset.indices': None,
-        'train_dataloader.batch_size': 32,
-        'train_dataloader.sampler.shuffle': False,
-        'train_cfg.max_epochs': 1,
-        'default_hooks.logger.interval': 1,
-        'default_hooks.checkpoint': None,
-        'work_dir': str(tmp_path / 'work'),
-    })
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    # Standardizing keeps the teacher's argmax, so LoCa+LS calibrates
+    # exactly the images the constant teacher gets wrong.
+    runner = fm.train_two_iterations(fm.DISTILL / f'{method}_{fm.PAIR}',
+                                     tmp_path)
     assert runner.iter == 2
     assert runner.model.distiller.distill_losses.loss_distill.standardize
     hub = runner.message_hub
