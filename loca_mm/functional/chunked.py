@@ -114,7 +114,9 @@ class _ChunkedLoss(torch.autograd.Function):
             preds_T.reshape(-1, num_classes), labels, chunk_size,
             ctx.needs_input_grad[0])
         if grad is not None:
-            grad = (grad / count.to(grad.dtype)).view(preds_S.shape)
+            # In place: the buffer is this loss's own, and a copy would
+            # hold a second (M, C) gradient at the peak.
+            grad = grad.div_(count.to(grad.dtype)).view(preds_S.shape)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(scale, calibrated)
         return total / count, scale, calibrated
