@@ -115,31 +115,35 @@ def test_gains_are_fitted_from_three_teachers_and_bounded_from_two_seeds(
 
 
 def test_every_gain_of_the_study_is_fitted_reported_and_plotted(tmp_path):
-    # Gain i = 0.1 * (i + 1) * (rate - 20) + seed noise: every line crosses
-    # zero at 20% mis-instruction, each with its own slope.
+    # Gain i = 0.1 * (i + 1) * (rate - 20) + seed noise: each line has its
+    # own slope and crosses zero at 20% mis-instruction, but for the last,
+    # which crosses at 60%, beyond the teachers' 5% .. 45%.
     rates = [5.0, 25.0, 45.0]
-    slopes = {
-        f'{first} - {second}': 0.1 * (i + 1)
-        for i, (first, second) in enumerate(study.GAINS)
-    }
+    names = [f'{first} - {second}' for first, second in study.GAINS]
+    slopes = {name: 0.1 * (i + 1) for i, name in enumerate(names)}
+    crossovers = {name: 60.0 if name == names[-1] else 20.0 for name in names}
     summary = dict(seeds=[0, 1], teachers={})
     for rate in rates:
         entry = teacher_summary(rate, [0.0])
         entry['differences'] = {
-            name: study.mean_std(
-                [slope * (rate - 20) + d for d in (-0.2, 0.2)])
-            for name, slope in slopes.items()
+            name: study.mean_std([
+                slopes[name] * (rate - crossovers[name]) + d
+                for d in (-0.2, 0.2)
+            ])
+            for name in names
         }
         summary['teachers'][f't{rate}'] = entry
     summary['fits'] = study.fit_gains(summary)
-    assert set(summary['fits']) == set(slopes)
+    assert set(summary['fits']) == set(names)
     table = markdown(summary, 'toy')
-    for name, slope in slopes.items():
+    for name in names:
         fit = summary['fits'][name]['misinstruction_rate']
-        assert fit['slope'] == pytest.approx(slope)
-        assert fit['crossover'] == pytest.approx(20.0)
+        assert fit['slope'] == pytest.approx(slopes[name])
+        assert fit['crossover'] == pytest.approx(crossovers[name])
         assert (f'| {GAIN_LABELS[name]} | mis-instruction rate (%) | '
-                f'{slope:+.3f} |') in table
+                f'{slopes[name]:+.3f} |') in table
+    assert '| 20.0 |' in table
+    assert '| 60.0 (outside the data, 5.0 .. 45.0) |' in table
     # One row of panels per group of gains (4.4 inches at 110 dpi each).
     plot_curve(summary, str(tmp_path / 'gain_curve.png'))
     from matplotlib.image import imread

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from .metrics import MIN_BOOTSTRAP_SEEDS, MIN_FIT_POINTS
 from .study import GAIN_GROUPS
@@ -20,6 +20,9 @@ GAIN_LABELS = {
     'locals - kd': 'LoCa+LS − KD',
     'dkdls - dkd': 'DKD+LS − DKD',
     'dkdlocals - dkdls': 'DKD+LoCa+LS − DKD+LS',
+    'kd-standardized - kd': 'KD+LS (KD\'s settings) − KD',
+    'loca-standardized - kd-standardized':
+    'LoCa+LS − KD+LS (KD\'s settings)',
 }
 PREDICTOR_LABELS = {
     'misinstruction_rate': 'mis-instruction rate (%)',
@@ -44,6 +47,16 @@ def _header(teachers: List[dict]) -> List[str]:
         for t in teachers
     ]
     return ['| | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+
+
+def _crossover(crossover: Optional[float], x: List[float]) -> str:
+    """A fitted line's zero crossing, said to be an extrapolation where it
+    lies outside the teachers' ``x``."""
+    if crossover is None:
+        return 'n/a'
+    if min(x) <= crossover <= max(x):
+        return f'{crossover:.1f}'
+    return f'{crossover:.1f} (outside the data, {min(x):.1f} .. {max(x):.1f})'
 
 
 def markdown(summary: dict, title: str, note: str = '') -> str:
@@ -113,6 +126,7 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
             '| gain | x | slope | intercept | R² | crossover | 90% interval '
             '| other slope |', '|---|---|---|---|---|---|---|---|'
         ]
+        measured = _predictors(summary)
         for name, per_predictor in fits.items():
             for predictor, fit in per_predictor.items():
                 boot = fit.get('bootstrap')
@@ -127,7 +141,7 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
                     f'| {GAIN_LABELS.get(name, name)} | '
                     f'{PREDICTOR_LABELS[predictor]} | {fit["slope"]:+.3f} | '
                     f'{fit["intercept"]:+.2f} | {fit["r2"]:.2f} | ' +
-                    ('n/a' if cross is None else f'{cross:.1f}') +
+                    _crossover(cross, measured[predictor]) +
                     f' | {interval} | {other} |')
     elif 1 < len(teachers) < MIN_FIT_POINTS:
         lines += [
