@@ -13,7 +13,7 @@ from projects.fashion_mnist import study
 from projects.fashion_mnist.metrics import (bootstrap_crossover,
                                             classification_metrics,
                                             linear_fit)
-from projects.fashion_mnist.report import markdown
+from projects.fashion_mnist.report import GAIN_LABELS, markdown, plot_curve
 from projects.fashion_mnist.worker import remember_config_formatting
 
 SCRIPT = 'run_study'
@@ -114,6 +114,44 @@ def test_gains_are_fitted_from_three_teachers_and_bounded_from_two_seeds(
         assert 'No line is fitted to the gains: 2 teachers' in table
 
 
+def test_every_gain_of_the_study_is_fitted_reported_and_plotted(tmp_path):
+    # Gain i = 0.1 * (i + 1) * (rate - 20) + seed noise: each line has its
+    # own slope and crosses zero at 20% mis-instruction, but for the last,
+    # which crosses at 60%, beyond the teachers' 5% .. 45%.
+    rates = [5.0, 25.0, 45.0]
+    names = [f'{first} - {second}' for first, second in study.GAINS]
+    slopes = {name: 0.1 * (i + 1) for i, name in enumerate(names)}
+    crossovers = {name: 60.0 if name == names[-1] else 20.0 for name in names}
+    summary = dict(seeds=[0, 1], teachers={})
+    for rate in rates:
+        entry = teacher_summary(rate, [0.0])
+        entry['differences'] = {
+            name: study.mean_std([
+                slopes[name] * (rate - crossovers[name]) + d
+                for d in (-0.2, 0.2)
+            ])
+            for name in names
+        }
+        summary['teachers'][f't{rate}'] = entry
+    summary['fits'] = study.fit_gains(summary)
+    assert set(summary['fits']) == set(names)
+    table = markdown(summary, 'toy')
+    for name in names:
+        fit = summary['fits'][name]['misinstruction_rate']
+        assert fit['slope'] == pytest.approx(slopes[name])
+        assert fit['crossover'] == pytest.approx(crossovers[name])
+        assert (f'| {GAIN_LABELS[name]} | mis-instruction rate (%) | '
+                f'{slopes[name]:+.3f} |') in table
+    assert '| 20.0 |' in table
+    assert '| 60.0 (outside the data, 5.0 .. 45.0) |' in table
+    # One row of panels per group of gains (4.4 inches at 110 dpi each).
+    plot_curve(summary, str(tmp_path / 'gain_curve.png'))
+    from matplotlib.image import imread
+    height = imread(tmp_path / 'gain_curve.png').shape[0]
+    assert height == pytest.approx(
+        4.4 * 110 * len(study.GAIN_GROUPS), abs=2)
+
+
 def test_workers_take_omp_num_threads_else_a_share_of_the_cpus(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '3')
     assert study.worker_threads(1) == study.worker_threads(8) == 3
@@ -160,7 +198,7 @@ def test_curve_script_at_toy_size(tmp_path):
     out, work = tmp_path / 'out', tmp_path / 'work'
     stdout, results = fm.run_study_tool(
         SCRIPT, tmp_path, '--seeds', '0', '1', '--teachers', 'large',
-        'weak', '--methods', 'student', 'kd', 'loca')
+        'weak', '--methods', 'student', 'kd', 'loca', 'kdls', 'locals')
     teachers = results['teachers']
     assert list(teachers) == ['large', 'weak']
     for name, teacher in teachers.items():
@@ -170,19 +208,21 @@ def test_curve_script_at_toy_size(tmp_path):
         assert teacher['misinstruction']['teacher_top1'] == \
             pytest.approx(1 - rate)
         assert f'<== [misinstruction {name}]' in stdout
-        for method in ('student', 'kd', 'loca'):
+        for method in ('student', 'kd', 'loca', 'kdls', 'locals'):
             stats = teacher['methods'][method]
             assert stats['top1']['n'] == 2
             assert 0 <= stats['ece']['mean'] <= 100
             assert stats['nll']['mean'] > 0
-        # The paired difference is the per-seed difference of the runs.
+        # The paired differences are the per-seed differences of the runs.
         runs = results['runs']
-        per_seed = [
-            runs[f'loca {name} s{s}']['top1'] - runs[f'kd {name} s{s}']['top1']
-            for s in (0, 1)
-        ]
-        assert teacher['differences']['loca - kd']['values'] == \
-            pytest.approx(per_seed)
+        for first, second in (('loca', 'kd'), ('kdls', 'kd'),
+                              ('locals', 'kdls'), ('locals', 'kd')):
+            per_seed = [
+                runs[f'{first} {name} s{s}']['top1'] -
+                runs[f'{second} {name} s{s}']['top1'] for s in (0, 1)
+            ]
+            assert teacher['differences'][f'{first} - {second}'][
+                'values'] == pytest.approx(per_seed)
         assert 0 <= runs[f'loca {name} s0']['loca_ratio_mean'] <= 1
         assert teacher['teacher_minus_student'] == pytest.approx(
             teacher['top1'] - teacher['methods']['student']['top1']['mean'])
@@ -200,7 +240,9 @@ def test_curve_script_at_toy_size(tmp_path):
     # gains are plotted.
     assert results['fits'] == {}
     table = (out / 'results.md').read_text()
-    assert '| LoCa − KD |' in table and 'R²' not in table
+    for gain in ('LoCa − KD', 'KD+LS − KD', 'LoCa+LS − KD+LS', 'LoCa+LS − KD'):
+        assert f'| {gain} |' in table
+    assert 'R²' not in table
     assert 'No line is fitted to the gains: 2 teachers' in table
     for name in ('results.png', 'gain_curve.png', 'accuracy_curve.png'):
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from typing import List
+from typing import Dict, List, Optional
 
 from .metrics import MIN_BOOTSTRAP_SEEDS, MIN_FIT_POINTS
-from .study import GAINS
+from .study import GAIN_GROUPS
 
 GAIN_LABELS = {
     'loca - kd': 'LoCa − KD',
@@ -15,6 +15,14 @@ GAIN_LABELS = {
     'dkdloca - dkd': 'DKD+LoCa − DKD',
     'distloca - dist': 'DIST+LoCa − DIST',
     'kd - student': 'KD − student alone',
+    'kdls - kd': 'KD+LS − KD',
+    'locals - kdls': 'LoCa+LS − KD+LS',
+    'locals - kd': 'LoCa+LS − KD',
+    'dkdls - dkd': 'DKD+LS − DKD',
+    'dkdlocals - dkdls': 'DKD+LoCa+LS − DKD+LS',
+    'kd-standardized - kd': 'KD+LS (KD\'s settings) − KD',
+    'loca-standardized - kd-standardized':
+    'LoCa+LS − KD+LS (KD\'s settings)',
 }
 PREDICTOR_LABELS = {
     'misinstruction_rate': 'mis-instruction rate (%)',
@@ -39,6 +47,16 @@ def _header(teachers: List[dict]) -> List[str]:
         for t in teachers
     ]
     return ['| | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+
+
+def _crossover(crossover: Optional[float], x: List[float]) -> str:
+    """A fitted line's zero crossing, said to be an extrapolation where it
+    lies outside the teachers' ``x``."""
+    if crossover is None:
+        return 'n/a'
+    if min(x) <= crossover <= max(x):
+        return f'{crossover:.1f}'
+    return f'{crossover:.1f} (outside the data, {min(x):.1f} .. {max(x):.1f})'
 
 
 def markdown(summary: dict, title: str, note: str = '') -> str:
@@ -99,15 +117,16 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
     if fits:
         lines += [
             '', 'Lines fitted to the mean gain per teacher (gain = intercept '
-            '+ slope × x); the crossover is where the line is 0, LoCa '
-            'helping on the side the slope points to. Interval: 90% of a '
-            'bootstrap over seeds (2,000 repeats, each teacher\'s seeds drawn '
-            'with replacement; none from fewer than '
+            '+ slope × x); the crossover is where the line is 0, the gain\'s '
+            'first method helping on the side the slope points to. Interval: '
+            '90% of a bootstrap over seeds (2,000 repeats, each teacher\'s '
+            'seeds drawn with replacement; none from fewer than '
             f'{MIN_BOOTSTRAP_SEEDS} seeds); "other slope" is the share of '
             'repeats whose slope has the other sign:', '',
             '| gain | x | slope | intercept | R² | crossover | 90% interval '
             '| other slope |', '|---|---|---|---|---|---|---|---|'
         ]
+        measured = _predictors(summary)
         for name, per_predictor in fits.items():
             for predictor, fit in per_predictor.items():
                 boot = fit.get('bootstrap')
@@ -122,7 +141,7 @@ def markdown(summary: dict, title: str, note: str = '') -> str:
                     f'| {GAIN_LABELS.get(name, name)} | '
                     f'{PREDICTOR_LABELS[predictor]} | {fit["slope"]:+.3f} | '
                     f'{fit["intercept"]:+.2f} | {fit["r2"]:.2f} | ' +
-                    ('n/a' if cross is None else f'{cross:.1f}') +
+                    _crossover(cross, measured[predictor]) +
                     f' | {interval} | {other} |')
     elif 1 < len(teachers) < MIN_FIT_POINTS:
         lines += [
@@ -200,48 +219,59 @@ def _predictors(summary: dict) -> dict:
     return predictors
 
 
-def _gains(summary: dict) -> List[str]:
-    """The study's gains (:data:`.study.GAINS`) the summary holds."""
+def _gains(summary: dict) -> Dict[str, List[str]]:
+    """The study's gains (:data:`.study.GAIN_GROUPS`) the summary holds, by
+    group; groups it holds none of are left out."""
     differences = next(iter(summary['teachers'].values()))['differences']
-    names = [f'{first} - {second}' for first, second in GAINS]
-    return [name for name in names if name in differences]
+    groups = {}
+    for title, gains in GAIN_GROUPS.items():
+        names = [f'{first} - {second}' for first, second in gains]
+        held = [name for name in names if name in differences]
+        if held:
+            groups[title] = held
+    return groups
 
 
 def plot_curve(summary: dict, path: str) -> None:
     """The paired gains against the mis-instruction rate and against the
-    teacher's accuracy relative to the student alone: means with the seeds'
-    range, and the fitted lines where there are (:func:`.study.fit_gains`)."""
+    teacher's accuracy relative to the student alone, one row per group of
+    gains: means with the seeds' range, and the fitted lines where there
+    are (:func:`.study.fit_gains`)."""
     plt = _pyplot()
     teachers = list(summary['teachers'].values())
     predictors = _predictors(summary)
     fits = summary.get('fits') or {}
-    names = _gains(summary)
+    groups = _gains(summary)
     fig, axes = plt.subplots(
-        1, len(predictors), figsize=(6.2 * len(predictors), 4.4),
-        squeeze=False, sharey=True)
-    offsets = {n: (i - (len(names) - 1) / 2) for i, n in enumerate(names)}
-    for ax, (predictor, x) in zip(axes[0], predictors.items()):
-        span = max(x) - min(x)
-        for name in names:
-            stats = [t['differences'][name] for t in teachers]
-            means = [s['mean'] for s in stats]
-            low = [m - min(s['values']) for m, s in zip(means, stats)]
-            high = [max(s['values']) - m for m, s in zip(means, stats)]
-            shifted = [v + 0.006 * span * offsets[name] for v in x]
-            line = ax.errorbar(
-                shifted, means, yerr=[low, high], fmt='o', capsize=3,
-                label=GAIN_LABELS.get(name, name))
-            fit = fits.get(name, {}).get(predictor)
-            if fit:
-                ends = [min(x), max(x)]
-                ax.plot(ends,
+        len(groups), len(predictors),
+        figsize=(6.2 * len(predictors), 4.4 * len(groups)),
+        squeeze=False, sharey='row')
+    for row, (title, names) in zip(axes, groups.items()):
+        offsets = {n: (i - (len(names) - 1) / 2) for i, n in enumerate(names)}
+        for ax, (predictor, x) in zip(row, predictors.items()):
+            span = max(x) - min(x)
+            for name in names:
+                stats = [t['differences'][name] for t in teachers]
+                means = [s['mean'] for s in stats]
+                low = [m - min(s['values']) for m, s in zip(means, stats)]
+                high = [max(s['values']) - m for m, s in zip(means, stats)]
+                shifted = [v + 0.006 * span * offsets[name] for v in x]
+                line = ax.errorbar(
+                    shifted, means, yerr=[low, high], fmt='o', capsize=3,
+                    label=GAIN_LABELS.get(name, name))
+                fit = fits.get(name, {}).get(predictor)
+                if fit:
+                    ends = [min(x), max(x)]
+                    ax.plot(
+                        ends,
                         [fit['intercept'] + fit['slope'] * e for e in ends],
                         '--', color=line[0].get_color(), lw=1)
-        ax.axhline(0, color='k', lw=0.8)
-        ax.set_xlabel(PREDICTOR_LABELS[predictor])
-        ax.set_ylabel('paired gain in student top-1 (points)')
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle('Gain of LoCa per teacher (dots: mean over seeds, bars: '
+            ax.axhline(0, color='k', lw=0.8)
+            ax.set_xlabel(PREDICTOR_LABELS[predictor])
+            ax.set_ylabel('paired gain in student top-1 (points)')
+            ax.set_title(title, fontsize=10)
+        row[0].legend(fontsize=8)
+    fig.suptitle('Paired gains per teacher (dots: mean over seeds, bars: '
                  'seed range, dashed: linear fit)', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -258,6 +288,8 @@ def plot_accuracy(summary: dict, path: str) -> None:
         1, len(predictors), figsize=(6.2 * len(predictors), 4.4),
         squeeze=False, sharey=True)
     for ax, (predictor, x) in zip(axes[0], predictors.items()):
+        # More methods than the default cycle's 10 colours.
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         order = sorted(range(len(x)), key=x.__getitem__)
         for method, stats in teachers[0]['methods'].items():
             means = [teachers[i]['methods'][method]['top1']['mean']
@@ -276,7 +308,7 @@ def write_report(summary: dict, out_dir: str, title: str,
                  note: str = '') -> str:
     """Write ``results.json``, ``results.md``, ``results.png`` (top-1 per
     method and teacher) and, with several teachers and a gain of
-    :data:`.study.GAINS`, ``gain_curve.png`` and ``accuracy_curve.png``.
+    :data:`.study.GAIN_GROUPS`, ``gain_curve.png`` and ``accuracy_curve.png``.
     Returns the markdown."""
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, 'results.json'), 'w') as f:

@@ -42,10 +42,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--methods',
         nargs='+',
         choices=list(study.METHODS),
-        default=[
-            'student', 'kd', 'loca', 'loca-margin-0.7', 'dkd', 'dkdloca',
-            'dist', 'distloca'
-        ])
+        default=list(study.STUDY_METHODS))
     parser.add_argument(
         '--student-images',
         type=int,

@@ -111,6 +111,24 @@ METHODS: Dict[str, Method] = {
     Method('DIST', DISTILL + 'dist_' + PAIR),
     'distloca':
     Method('DIST+LoCa (wrong, alpha 0.9)', DISTILL + 'distloca_' + PAIR),
+    # Logit Standardization (Sun et al., CVPR 2024) with its repository's
+    # KD weight 9 and base temperature 2, alone and under LoCa.
+    'kdls':
+    Method('KD+LS', DISTILL + 'kdls_' + PAIR),
+    'locals':
+    Method('LoCa+LS (wrong, alpha 0.9)', DISTILL + 'locals_' + PAIR),
+    'dkdls':
+    Method('DKD+LS', DISTILL + 'dkdls_' + PAIR),
+    'dkdlocals':
+    Method('DKD+LoCa+LS (wrong, alpha 0.9)', DISTILL + 'dkdlocals_' + PAIR),
+    # LS with KD's own settings here (tau 4, 0.1 x CE + 0.9 x KD): whether
+    # LS's CIFAR-100 settings or the standardization decide its result.
+    'kd-standardized':
+    Method('KD+LS (KD\'s tau 4 and weights)', DISTILL + 'kd_' + PAIR,
+           (LOSS + 'standardize=True', )),
+    'loca-standardized':
+    Method('LoCa+LS (KD\'s tau 4 and weights)', DISTILL + 'loca_' + PAIR,
+           (LOSS + 'standardize=True', )),
 }
 # The same network (convnet32x64, or the larger one) trained for different
 # lengths on different amounts of data, from the best teacher to the worst.
@@ -143,14 +161,29 @@ TEACHERS: Dict[str, Teacher] = {
 # costs as much as all the others together).
 STUDY_TEACHERS = ('memorized', 'large', 'good', 'weak', 'last-1k',
                   'last-1k-1e')
+# The study's methods by default: LoCa beside each loss it calibrates, and
+# Logit Standardization (LS) alone and with LoCa.
+STUDY_METHODS = ('student', 'kd', 'loca', 'loca-margin-0.7', 'dkd', 'dkdloca',
+                 'dist', 'distloca', 'kdls', 'locals', 'dkdls', 'dkdlocals',
+                 'kd-standardized', 'loca-standardized')
 # The config whose data the mis-instruction rate is measured on: the
 # students' training subset through the training pipeline.
 MISINSTRUCTION_CONFIG = DISTILL + 'loca_' + PAIR
 # The paired differences the study reports: (method, baseline).
 COMPARISONS = (('loca', 'kd'), ('loca-margin-0.7', 'kd'), ('dkdloca', 'dkd'),
-               ('distloca', 'dist'), ('kd', 'student'))
-# The gains whose curve against the teacher is fitted.
-GAINS = (('loca', 'kd'), ('dkdloca', 'dkd'), ('distloca', 'dist'))
+               ('distloca', 'dist'), ('kd', 'student'), ('kdls', 'kd'),
+               ('locals', 'kdls'), ('locals', 'kd'), ('dkdls', 'dkd'),
+               ('dkdlocals', 'dkdls'), ('kd-standardized', 'kd'),
+               ('loca-standardized', 'kd-standardized'))
+# The gains whose curve against the teacher is fitted, by what they
+# measure (one row of the gain figure each).
+GAIN_GROUPS = {
+    'LoCa': (('loca', 'kd'), ('dkdloca', 'dkd'), ('distloca', 'dist')),
+    'Logit Standardization (LS), alone and with LoCa':
+    (('kdls', 'kd'), ('locals', 'kdls'), ('locals', 'kd'),
+     ('dkdlocals', 'dkdls')),
+}
+GAINS = tuple(gain for group in GAIN_GROUPS.values() for gain in group)
 
 
 @dataclass
