@@ -2,6 +2,8 @@
 inheritance, and the study driver's split and results
 (projects/cifar10_images/run.py). Tiny fake JPEG folders stand in for the
 mirror."""
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -146,7 +148,8 @@ def test_config_reads_the_split_with_its_labels_in_rgb(tmp_path):
 
 def _runs(top1):
     """Finished runs with the given student top-1: {name: top1}."""
-    return {name: dict(status='ok', top1=value, command=['python', name])
+    return {name: dict(status='ok', top1=value, seconds=10.0 + value % 2,
+                       command=['python', name])
             for name, value in top1.items()}
 
 
@@ -174,26 +177,33 @@ def test_summary_pairs_the_seeds_and_reports_the_differences():
         seconds=60.0)
     assert summary['teachers']['weak']['top1'] is None
     decent = summary['students']['decent']
-    assert decent['kd'] == dict(per_seed={0: 84.0, 1: 85.5}, mean=84.75)
+    assert decent['kd'] == dict(per_seed={'0': 84.0, '1': 85.5}, mean=84.75)
     # The student alone is the same row under both teachers.
     assert summary['students']['weak']['student']['mean'] == 80.5
     differences = summary['differences']['decent']
-    assert differences['loca - kd'] == dict(per_seed={0: 0.5, 1: -0.5},
+    assert differences['loca - kd'] == dict(per_seed={'0': 0.5, '1': -0.5},
                                             mean=0.0)
     # Seed 1 of KD+LS did not finish: only seed 0 is paired.
-    assert differences['locals - kdls'] == dict(per_seed={0: 0.25},
+    assert differences['locals - kdls'] == dict(per_seed={'0': 0.25},
                                                 mean=0.25)
     assert differences['kd - student']['mean'] == pytest.approx(4.25)
     assert summary['differences']['weak']['loca - kd']['mean'] is None
     settings.update(train_per_class=4000, num_train=40000, num_test=10000,
-                    student_epochs=4, batch_size=128, amp=True, num_tasks=30)
+                    student_epochs=4, batch_size=128, teacher_batch_size=256,
+                    amp=True, num_tasks=30)
     summary['wall_seconds'] = 100.0
-    table = driver.markdown(summary)
+    # What results.json holds renders the same.
+    table = driver.markdown(json.loads(json.dumps(summary)))
+    assert table == driver.markdown(summary)
     assert '| decent | 10 | 90.00 | 12.50% | 87.50 | 60.00 |' in table
     assert '| KD | 84.00 | 85.50 | 84.75 | 70.00 | - | 70.00 |' in table
     assert '| LoCa - KD | +0.50 | -0.50 | +0.00 | - | - | - |' in table
     assert '- loca weak s0: failed: exit status 1' in table
+    assert ('10 student runs finished, wall per run: mean 11 s, longest '
+            '12 s.') in table
+    assert 'batch 128 (teachers 256)' in table
     assert '12 of 30 processes finished' in table
+    assert '| method | decent s0 | decent s1 | decent mean | weak s0 |' in table
 
 
 def test_driver_refuses_bad_settings():

@@ -5,7 +5,8 @@ JPEG mirror, through the project's configs and ``tools/train.py``.
         [--out outputs/cifar10_images] [--work-dir work_dirs/cifar10_images]
         [--jobs 2] [--seeds 0 1] [--train-per-class 4000]
         [--test-per-class N] [--teacher-epochs 10] [--weak-teacher-epochs 1]
-        [--student-epochs 4] [--batch-size 128] [--workers 2]
+        [--student-epochs 4] [--batch-size 128] [--teacher-batch-size B]
+        [--workers 2]
         [--teacher-workers 4] [--no-amp] [--cfg-options k=v ...]
     python projects/cifar10_images/run.py --copy-subset DEST
         [--data-root ...] [--train-per-class 4000] [--test-per-class N]
@@ -21,7 +22,9 @@ mis-instruction rate on the augmented training images follows
 (``configs/vanilla/cifar10/resnet8x4_1xb64_cifar10.py``) and distilled with
 KD, LoCa, KD+LS, LoCa+LS, DKD and DKD+LoCa from each teacher
 (``configs/distill/cifar10/*_cifar10.py``), start as their teacher is
-ready, ``--jobs`` processes at a time in all. A seed fixes the student's
+ready, ``--jobs`` processes at a time in all (all but the teachers at a
+lower CPU priority, so that the decent teacher, on which half of the
+students wait, keeps its pace). A seed fixes the student's
 initial weights (saved once and loaded by every method), the batch order
 and the augmentation, so differences within a seed are paired.
 
@@ -76,6 +79,10 @@ COMPARISONS = (('loca', 'kd'), ('kdls', 'kd'), ('locals', 'kdls'),
 # DKD ramps its loss up over 20 of its 240 epochs.
 DKD_WARMUP_SHARE = 20 / 240
 LOSS = 'model.distiller.distill_losses.loss_distill.'
+# The decent teacher is the longest run and the students of it wait for it:
+# every other process gets a lower CPU priority (its data-loading workers,
+# forked later, inherit it).
+OTHERS_NICENESS = 10
 
 
 def split_images(data_root: str,
@@ -217,6 +224,7 @@ def build_tasks(args: argparse.Namespace,
                 *train, TEACHER_CONFIG, '--work-dir', work_dir, *flags,
                 '--cfg-options', 'randomness.seed=0', *schedule_options(
                     epochs), *data_options(annotations, args.data_root,
+                                           args.teacher_batch_size or
                                            args.batch_size,
                                            args.teacher_workers), *extra
             ],
@@ -360,6 +368,12 @@ class Driver:
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT)
+                if task.kind != 'teacher':
+                    try:
+                        os.setpriority(os.PRIO_PROCESS, process.pid,
+                                       OTHERS_NICENESS)
+                    except ProcessLookupError:
+                        pass  # it ended already; its status is read below
                 running[task.name] = (task, process, log, time.time())
                 self.log(f'start [{task.name}] ({len(running)} running)')
             time.sleep(0.5)
@@ -409,7 +423,8 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 
 def summarize(runs: Dict[str, dict], settings: dict) -> dict:
     """Teachers, students per method, teacher and seed, and the paired
-    differences of :data:`COMPARISONS` over the seeds both runs finished."""
+    differences of :data:`COMPARISONS` over the seeds both runs finished
+    (seeds as strings, the keys JSON keeps)."""
     seeds = settings['seeds']
     teachers = {}
     for teacher in TEACHERS:
@@ -430,7 +445,7 @@ def summarize(runs: Dict[str, dict], settings: dict) -> dict:
                 name = (f'student s{seed}' if method == 'student' else
                         f'{method} {teacher} s{seed}')
                 if runs.get(name, {}).get('status') == 'ok':
-                    per_seed[seed] = runs[name]['top1']
+                    per_seed[str(seed)] = runs[name]['top1']
             students[teacher][method] = dict(
                 per_seed=per_seed, mean=_mean(list(per_seed.values())))
     differences = {}
@@ -439,7 +454,10 @@ def summarize(runs: Dict[str, dict], settings: dict) -> dict:
         for first, second in COMPARISONS:
             a = students[teacher][first]['per_seed']
             b = students[teacher][second]['per_seed']
-            per_seed = {s: a[s] - b[s] for s in seeds if s in a and s in b}
+            per_seed = {
+                str(s): a[str(s)] - b[str(s)]
+                for s in seeds if str(s) in a and str(s) in b
+            }
             differences[teacher][f'{first} - {second}'] = dict(
                 per_seed=per_seed, mean=_mean(list(per_seed.values())))
     return dict(
@@ -470,7 +488,9 @@ def markdown(summary: dict) -> str:
         f"(decent: {settings['decent_teacher_epochs']} epochs, weak: "
         f"{settings['weak_teacher_epochs']}), students resnet8x4 "
         f"({settings['student_epochs']} epochs), batch "
-        f"{settings['batch_size']}, cosine lr, AMP {settings['amp']}, seeds "
+        f"{settings['batch_size']} (teachers "
+        f"{settings['teacher_batch_size']}), cosine lr, AMP "
+        f"{settings['amp']}, seeds "
         f"{seeds}. {done} of {settings['num_tasks']} processes finished; "
         f"wall {summary['wall_seconds']:.0f} s.", '',
         '| teacher | epochs | test top-1 | mis-instruction rate (augmented '
@@ -492,7 +512,7 @@ def markdown(summary: dict) -> str:
         cells = []
         for teacher in TEACHERS:
             entry = summary['students'][teacher][method]
-            cells += [_cell(entry['per_seed'].get(s)) for s in seeds]
+            cells += [_cell(entry['per_seed'].get(str(s))) for s in seeds]
             cells.append(_cell(entry['mean']))
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines += [
@@ -504,10 +524,21 @@ def markdown(summary: dict) -> str:
         cells = []
         for teacher in TEACHERS:
             entry = summary['differences'][teacher][key]
-            cells += [_cell(entry['per_seed'].get(s), True) for s in seeds]
+            cells += [
+                _cell(entry['per_seed'].get(str(s)), True) for s in seeds
+            ]
             cells.append(_cell(entry['mean'], True))
         lines.append(f'| {METHODS[first]} - {METHODS[second]} | ' +
                      ' | '.join(cells) + ' |')
+    seconds = [
+        r['seconds'] for n, r in runs.items()
+        if r.get('status') == 'ok' and n.split()[0] in METHODS
+    ]
+    if seconds:
+        lines += [
+            '', f'{len(seconds)} student runs finished, wall per run: mean '
+            f'{statistics.fmean(seconds):.0f} s, longest {max(seconds):.0f} s.'
+        ]
     problems = [(n, r['status']) for n, r in runs.items()
                 if r.get('status') != 'ok']
     if problems:
@@ -540,6 +571,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--student-epochs', type=int, default=4)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument(
+        '--teacher-batch-size',
+        type=int,
+        help='batch of the teachers (default: --batch-size); the lr follows '
+        'it (--auto-scale-lr)')
+    parser.add_argument(
         '--workers',
         type=int,
         default=2,
@@ -568,6 +604,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  'student_epochs', 'batch_size'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    if args.teacher_batch_size is not None and args.teacher_batch_size < 1:
+        parser.error('--teacher-batch-size must be >= 1')
     for name in ('workers', 'teacher_workers'):
         if getattr(args, name) < 0:
             parser.error(f'--{name.replace("_", "-")} must be >= 0')
@@ -608,6 +646,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         weak_teacher_epochs=args.weak_teacher_epochs,
         student_epochs=args.student_epochs,
         batch_size=args.batch_size,
+        teacher_batch_size=args.teacher_batch_size or args.batch_size,
         workers=args.workers,
         teacher_workers=args.teacher_workers,
         jobs=args.jobs,
