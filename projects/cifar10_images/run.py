@@ -203,87 +203,88 @@ def teacher_checkpoint(work_root: str, teacher: str, epochs: int) -> str:
     return osp.join(work_root, f'teacher_{teacher}', f'epoch_{epochs}.pth')
 
 
-def build_tasks(args: argparse.Namespace,
-                annotations: Dict[str, str],
-                amp: bool,
-                device: str,
-                num_train: int) -> List[Task]:
+def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
+                amp: bool, device: str, num_train: int) -> List[Task]:
     """The teachers, their mis-instruction measurements and the students."""
     root = osp.abspath(args.work_dir)
     python = sys.executable
-    train = [python, 'tools/train.py']
-    flags = ['--auto-scale-lr'] + (['--amp'] if amp else [])
     extra = list(args.cfg_options)
+
+    def train(config: str, work_dir: str, options: List[str]) -> List[str]:
+        return [
+            python, 'tools/train.py', config, '--work-dir', work_dir,
+            '--auto-scale-lr', *(['--amp'] if amp else []), '--cfg-options',
+            *options, *extra
+        ]
+
     tasks = []
     teacher_epochs = dict(
         decent=args.teacher_epochs, weak=args.weak_teacher_epochs)
     for teacher, epochs in teacher_epochs.items():
+        checkpoint = teacher_checkpoint(root, teacher, epochs)
         work_dir = osp.join(root, f'teacher_{teacher}')
+        options = [
+            'randomness.seed=0', *schedule_options(epochs),
+            *data_options(annotations, args.data_root,
+                          args.teacher_batch_size or args.batch_size,
+                          args.teacher_workers)
+        ]
         tasks.append(
-            Task(f'teacher {teacher}', 'teacher', [
-                *train, TEACHER_CONFIG, '--work-dir', work_dir, *flags,
-                '--cfg-options', 'randomness.seed=0', *schedule_options(
-                    epochs), *data_options(annotations, args.data_root,
-                                           args.teacher_batch_size or
-                                           args.batch_size,
-                                           args.teacher_workers), *extra
-            ],
-                 work_dir,
+            Task(f'teacher {teacher}', 'teacher',
+                 train(TEACHER_CONFIG, work_dir, options), work_dir,
                  info=dict(teacher=teacher, epochs=epochs)))
         work_dir = osp.join(root, f'misinstruction_{teacher}')
+        command = [
+            python, 'tools/analysis_tools/misinstruction.py',
+            MISINSTRUCTION_CONFIG, checkpoint, '--out-dir', work_dir,
+            '--device', device, '--cfg-options',
+            *data_options(annotations, args.data_root, 512, args.workers),
+            *extra
+        ]
         tasks.append(
-            Task(f'misinstruction {teacher}', 'misinstruction', [
-                python, 'tools/analysis_tools/misinstruction.py',
-                MISINSTRUCTION_CONFIG,
-                teacher_checkpoint(root, teacher, epochs), '--out-dir',
-                work_dir, '--device', device, '--cfg-options',
-                *data_options(annotations, args.data_root, 512,
-                              args.workers), *extra
-            ],
-                 work_dir,
-                 deps=[f'teacher {teacher}'],
+            Task(f'misinstruction {teacher}', 'misinstruction', command,
+                 work_dir, deps=[f'teacher {teacher}'],
                  info=dict(teacher=teacher)))
     epochs = args.student_epochs
     iterations = epochs * math.ceil(num_train / args.batch_size)
-    dkd_warmup = max(1, round(DKD_WARMUP_SHARE * iterations))
-    common = [
+    dkd_warmup = [
+        LOSS + 'warmup_epochs=0',
+        LOSS + f'warmup_iters={max(1, round(DKD_WARMUP_SHARE * iterations))}'
+    ]
+    schedule_and_data = [
         *schedule_options(epochs),
         *data_options(annotations, args.data_root, args.batch_size,
                       args.workers)
     ]
     for seed in args.seeds:
         init = initial_student(root, seed)
-        seeded = ['--cfg-options', f'randomness.seed={seed}']
         work_dir = osp.join(root, f'student_seed{seed}')
+        options = [
+            f'randomness.seed={seed}', 'model.init_cfg.type=Pretrained',
+            f'model.init_cfg.checkpoint={init}', *schedule_and_data
+        ]
         tasks.append(
-            Task(f'student s{seed}', 'student', [
-                *train, STUDENT_CONFIG, '--work-dir', work_dir, *flags,
-                *seeded, 'model.init_cfg.type=Pretrained',
-                f'model.init_cfg.checkpoint={init}', *common, *extra
-            ],
-                 work_dir,
+            Task(f'student s{seed}', 'student',
+                 train(STUDENT_CONFIG, work_dir, options), work_dir,
                  info=dict(method='student', seed=seed)))
         for teacher, teacher_epochs_ in teacher_epochs.items():
+            checkpoint = teacher_checkpoint(root, teacher, teacher_epochs_)
             for method in METHODS:
                 if method == 'student':
                     continue
-                warmup = ([
-                    LOSS + 'warmup_epochs=0',
-                    LOSS + f'warmup_iters={dkd_warmup}'
-                ] if method.startswith('dkd') else [])
                 work_dir = osp.join(root, f'{method}_{teacher}_seed{seed}')
+                options = [
+                    f'randomness.seed={seed}',
+                    f'model.teacher_ckpt={checkpoint}',
+                    'model.architecture.init_cfg.type=Pretrained',
+                    f'model.architecture.init_cfg.checkpoint={init}',
+                    *(dkd_warmup if method.startswith('dkd') else []),
+                    *schedule_and_data
+                ]
                 tasks.append(
-                    Task(f'{method} {teacher} s{seed}', 'student', [
-                        *train, DISTILL + method + PAIR, '--work-dir',
-                        work_dir, *flags, *seeded,
-                        'model.teacher_ckpt=' + teacher_checkpoint(
-                            root, teacher, teacher_epochs_),
-                        'model.architecture.init_cfg.type=Pretrained',
-                        f'model.architecture.init_cfg.checkpoint={init}',
-                        *warmup, *common, *extra
-                    ],
-                         work_dir,
-                         deps=[f'teacher {teacher}'],
+                    Task(f'{method} {teacher} s{seed}', 'student',
+                         train(DISTILL + method + PAIR, work_dir, options),
+                         work_dir, deps=[f'teacher {teacher}'],
                          info=dict(method=method, seed=seed,
                                    teacher=teacher)))
     return tasks
