@@ -203,6 +203,9 @@ def test_summary_pairs_the_seeds_and_reports_the_differences():
             '12 s.') in table
     assert 'batch 128 (teachers 256)' in table
     assert '12 of 30 processes finished' in table
+    assert '\npython train\npython measure\npython x\n```' in table
+    assert driver.markdown(summary, commands=False) == table[:table.index(
+        '\nCommands')]
     assert '| method | decent s0 | decent s1 | decent mean | weak s0 |' in table
 
 

@@ -475,8 +475,9 @@ def _cell(value: Optional[float], signed: bool = False) -> str:
     return f'{value:+.2f}' if signed else f'{value:.2f}'
 
 
-def markdown(summary: dict) -> str:
-    """The tables of :func:`summarize`'s summary."""
+def markdown(summary: dict, commands: bool = True) -> str:
+    """The tables of :func:`summarize`'s summary, and with ``commands``
+    every process's command line."""
     settings = summary['settings']
     seeds = settings['seeds']
     runs = summary['runs']
@@ -545,6 +546,8 @@ def markdown(summary: dict) -> str:
     if problems:
         lines += ['', 'Not finished:', '']
         lines += [f'- {name}: {status}' for name, status in problems]
+    if not commands:
+        return '\n'.join(lines + [''])
     lines += ['', 'Commands (from the repository root):', '', '```']
     lines += [
         ' '.join(['python' if i == 0 else part
@@ -671,7 +674,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary = driver.run(args.jobs, env)
     driver.log(f"finished in {summary['wall_seconds']:.0f} s; results in "
                f'{args.out}/results.md')
-    print(markdown(summary))
+    # The tables only: the commands are long (results.md has them).
+    print(markdown(summary, commands=False))
     return summary
 
 
