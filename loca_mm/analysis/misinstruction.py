@@ -236,7 +236,8 @@ def measure_misinstruction(config: str,
                            passes: int = 1,
                            seed: int = 0,
                            num_examples: int = 6,
-                           cfg_options: Optional[dict] = None) -> dict:
+                           cfg_options: Optional[dict] = None,
+                           device: str = 'cpu') -> dict:
     """Measure a teacher's mis-instruction on a config's training data.
 
     Writes ``misinstruction.json``, ``misinstruction.png`` (per-class rates
@@ -258,6 +259,8 @@ def measure_misinstruction(config: str,
         num_examples (int): mis-instructed samples drawn in
             ``calibration_examples.png``. Defaults to 6.
         cfg_options (dict, optional): overrides merged into the config.
+        device (str): where the teacher runs, e.g. ``'cuda'``. Defaults to
+            ``'cpu'``.
 
     Returns:
         dict: what ``misinstruction.json`` holds.
@@ -279,8 +282,9 @@ def measure_misinstruction(config: str,
 
     set_random_seed(seed)
     dataloader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
-    teacher = build_teacher(cfg, checkpoint)
+    teacher = build_teacher(cfg, checkpoint).to(device)
     logits, labels = collect_logits(teacher, dataloader, passes)
+    logits, labels = logits.cpu(), labels.cpu()
     class_names = list(dataloader.dataset.metainfo.get('classes', []))
     summary, probs, calibrated = summarize(logits, labels, class_names,
                                            **settings)

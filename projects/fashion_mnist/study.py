@@ -307,8 +307,11 @@ def parse_options(options: Sequence[str]) -> dict:
         if options else {}
 
 
-def save_initial_student(seed: int, path: str) -> None:
-    """Save the student's initial weights for ``seed``.
+def save_initial_student(seed: int,
+                         path: str,
+                         config: str = STUDENT_CONFIG) -> None:
+    """Save the initial weights for ``seed`` of the student network of
+    ``config`` (a classifier config, relative to the repository).
 
     Loading them into every method's student (``init_cfg`` Pretrained) pairs
     the runs of one seed: building a distillation model draws random numbers
@@ -328,7 +331,7 @@ def save_initial_student(seed: int, path: str) -> None:
         MMLogger.get_instance('initial_student', log_level='WARNING')
     MMLogger.get_instance('initial_student')
     set_random_seed(seed)
-    model = MODELS.build(Config.fromfile(str(REPO / STUDENT_CONFIG)).model)
+    model = MODELS.build(Config.fromfile(str(REPO / config)).model)
     model.init_weights()
     os.makedirs(osp.dirname(path), exist_ok=True)
     torch.save({'state_dict': model.state_dict(), 'meta': {'seed': seed}},

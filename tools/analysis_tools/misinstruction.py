@@ -2,7 +2,8 @@
 
     python tools/analysis_tools/misinstruction.py CONFIG CHECKPOINT
         [--out-dir DIR] [--tau T] [--alpha A] [--calibrate {wrong,margin}]
-        [--passes N] [--seed S] [--num-examples K] [--cfg-options k=v ...]
+        [--passes N] [--seed S] [--num-examples K] [--device DEV]
+        [--cfg-options k=v ...]
 
 The teacher sees the training split through the *training* pipeline (the
 augmented images a student is distilled on), as many times as ``--passes``
@@ -67,6 +68,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=6,
         help='mis-instructed samples drawn in calibration_examples.png')
     parser.add_argument(
+        '--device',
+        default='cpu',
+        help="where the teacher runs (e.g. 'cuda'); default: cpu")
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -89,7 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         passes=args.passes,
         seed=args.seed,
         num_examples=args.num_examples,
-        cfg_options=args.cfg_options)
+        cfg_options=args.cfg_options,
+        device=args.device)
     print(summary_text(summary))
     print(f'written to {args.out_dir}')
     return summary
