@@ -297,12 +297,18 @@ def test_fused_loss_through_a_ddp_wrapper(tmp_path, tokenizer, dataset):
     trainer = make_trainer(tmp_path, tokenizer, dataset)
     dist.init_process_group(
         'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    wrapped = None
     try:
         wrapped = DistributedDataParallel(trainer.model)
         wrapped.train()
         loss = trainer.compute_loss(wrapped, batch)
         loss.backward()
+        loss = loss.detach()  # nor does its graph outlive the group
     finally:
+        # The wrapper goes while its process group lives: freed after
+        # destroy_process_group, its reducer was the group's last owner, and
+        # the group's destructor once hung joining its gloo threads.
+        del wrapped
         dist.destroy_process_group()
     assert trainer.fused_off_reason is None
     torch.testing.assert_close(loss.detach(), loss_ref)
