@@ -199,13 +199,11 @@ def schedule_options(epochs: int) -> List[str]:
     ]
 
 
-def teacher_checkpoint(work_root: str, teacher: str, epochs: int) -> str:
-    return osp.join(work_root, f'teacher_{teacher}', f'epoch_{epochs}.pth')
-
-
 def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
-                amp: bool, device: str, num_train: int) -> List[Task]:
-    """The teachers, their mis-instruction measurements and the students."""
+                amp: bool, device: str, num_train: int,
+                initial_students: Dict[int, str]) -> List[Task]:
+    """The teachers, their mis-instruction measurements and the students
+    (each seed's starting from ``initial_students[seed]``)."""
     root = osp.abspath(args.work_dir)
     python = sys.executable
     extra = list(args.cfg_options)
@@ -220,8 +218,13 @@ def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
     tasks = []
     teacher_epochs = dict(
         decent=args.teacher_epochs, weak=args.weak_teacher_epochs)
+    # What each teacher's training saves at its end.
+    checkpoints = {
+        teacher: osp.join(root, f'teacher_{teacher}', f'epoch_{epochs}.pth')
+        for teacher, epochs in teacher_epochs.items()
+    }
     for teacher, epochs in teacher_epochs.items():
-        checkpoint = teacher_checkpoint(root, teacher, epochs)
+        checkpoint = checkpoints[teacher]
         work_dir = osp.join(root, f'teacher_{teacher}')
         options = [
             'randomness.seed=0', *schedule_options(epochs),
@@ -257,7 +260,7 @@ def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
                       args.workers)
     ]
     for seed in args.seeds:
-        init = initial_student(root, seed)
+        init = initial_students[seed]
         work_dir = osp.join(root, f'student_seed{seed}')
         options = [
             f'randomness.seed={seed}', 'model.init_cfg.type=Pretrained',
@@ -267,8 +270,7 @@ def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
             Task(f'student s{seed}', 'student',
                  train(STUDENT_CONFIG, work_dir, options), work_dir,
                  info=dict(method='student', seed=seed)))
-        for teacher, teacher_epochs_ in teacher_epochs.items():
-            checkpoint = teacher_checkpoint(root, teacher, teacher_epochs_)
+        for teacher, checkpoint in checkpoints.items():
             for method in METHODS:
                 if method == 'student':
                     continue
@@ -288,10 +290,6 @@ def build_tasks(args: argparse.Namespace, annotations: Dict[str, str],
                          info=dict(method=method, seed=seed,
                                    teacher=teacher)))
     return tasks
-
-
-def initial_student(work_root: str, seed: int) -> str:
-    return osp.join(work_root, 'init', f'student_seed{seed}.pth')
 
 
 def read_result(task: Task) -> dict:
@@ -630,16 +628,20 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         return dict(copied=size)
     import torch
 
-    from projects.fashion_mnist.study import save_initial_student
+    from projects.fashion_mnist.study import (initial_student,
+                                              save_initial_student)
     cuda = torch.cuda.is_available()
     amp = cuda and not args.no_amp
     root = osp.abspath(args.work_dir)
     annotations = write_annotations(split, osp.join(root, 'annotations'))
-    for seed in args.seeds:
-        save_initial_student(seed, initial_student(root, seed),
-                             STUDENT_CONFIG)
+    initial_students = {
+        seed: initial_student(root, seed)
+        for seed in args.seeds
+    }
+    for seed, path in initial_students.items():
+        save_initial_student(seed, path, STUDENT_CONFIG)
     tasks = build_tasks(args, annotations, amp, 'cuda' if cuda else 'cpu',
-                        len(split['train']))
+                        len(split['train']), initial_students)
     settings = dict(
         data_root=args.data_root,
         train_per_class=args.train_per_class,
